@@ -1,0 +1,130 @@
+"""Plugin-aware RecBole configuration (the RecBole-GNN pattern)."""
+
+import os
+
+import torch
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_bbq import compat
+from recbole_bbq.resources import property_file
+from recbole_bbq.utils import get_model
+
+
+class Config(RecBoleConfig):
+    """RecBole ``Config`` that knows the plugin's models and YAML defaults.
+
+    Configuration layers, lowest priority first:
+
+    1. RecBole's own internal defaults (``overall.yaml``, model and dataset YAML, quick-start YAML).
+    2. ``properties/overall.yaml`` of recbole_bbq (the shared evaluation protocol).
+    3. ``properties/model/<Model>.yaml`` of recbole_bbq.
+    4. ``properties/dataset/<dataset>.yaml`` of recbole_bbq.
+    5. ``<data_path>/<dataset>/<dataset>.yaml`` written by ``dataset_scripts/`` next to the data.
+    6. User config files, then ``config_dict``, then ``--key=value`` on the command line.
+
+    On CPU, multi-process runs use the gloo backend instead of RecBole's hard-coded nccl.
+    """
+
+    # Plugin keys that change the dataset object (RecBole compares these before reusing a saved one).
+    PLUGIN_DATASET_KEYS = ["modalities", "modality_dims", "feature_files", "missing_feature_policy"]
+
+    def _init_parameters_category(self):
+        super()._init_parameters_category()
+        self.parameters["Dataset"] = self.parameters["Dataset"] + self.PLUGIN_DATASET_KEYS
+
+    def compatibility_settings(self):
+        # RecBole's own version assigns np.float_ etc., which no longer exist in numpy 2.
+        compat.patch_numpy_aliases()
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError(
+                    "model need to be specified in at least one of the these ways: "
+                    "[model variable, config file, config dict, command line] "
+                )
+        if isinstance(model, str):
+            final_model, final_model_class = model, get_model(model)
+        else:
+            final_model, final_model_class = model.__name__, model
+
+        final_dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
+        if final_dataset is None:
+            raise KeyError(
+                "dataset need to be specified in at least one of the these ways: "
+                "[dataset variable, config file, config dict, command line] "
+            )
+        return final_model, final_model_class, final_dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        model_type = self.internal_config_dict["MODEL_TYPE"]
+        for path, is_dataset_file in self._plugin_config_files(model, dataset):
+            if not os.path.isfile(path):
+                continue
+            config_dict = self._update_internal_config_dict(path) or {}
+            if is_dataset_file:
+                self.parameters["Dataset"] += [
+                    key for key in config_dict if key not in self.parameters["Dataset"]
+                ]
+        # A plugin model YAML must not change what RecBole derived from the model class.
+        self.internal_config_dict["MODEL_TYPE"] = model_type
+        if model_type == ModelType.SEQUENTIAL and self.internal_config_dict.get("loss_type") == "CE":
+            # CE over all items needs no sampled negatives; RecBole's default (uniform, 1)
+            # would otherwise make every CE sequential model fail its config check.
+            self.internal_config_dict["train_neg_sample_args"] = None
+
+    def _plugin_config_files(self, model, dataset):
+        """Return ``(path, is_dataset_file)`` for every plugin YAML layer, lowest priority first."""
+        data_root = self.external_config_dict.get(
+            "data_path", self.internal_config_dict.get("data_path", "dataset/")
+        )
+        return [
+            (property_file("overall.yaml"), False),
+            (property_file("model", f"{model}.yaml"), False),
+            (property_file("dataset", f"{dataset}.yaml"), True),
+            (os.path.join(data_root, dataset, f"{dataset}.yaml"), True),
+        ]
+
+    def _set_default_parameters(self):
+        data_root = self.final_config_dict["data_path"]
+        super()._set_default_parameters()
+        # RecBole points ml-100k at the read-only copy inside site-packages; we keep it under
+        # data_path like every other dataset, so derived files (text features) can live beside it.
+        self.final_config_dict["data_path"] = os.path.join(data_root, self.dataset)
+
+    def _init_device(self):
+        gpu_id = self.final_config_dict["gpu_id"]
+        if isinstance(gpu_id, tuple):
+            gpu_id = ",".join(map(str, gpu_id))
+        use_cuda = (
+            self.final_config_dict.get("use_gpu", True)
+            and len(str(gpu_id)) > 0
+            and torch.cuda.is_available()
+        )
+        if use_cuda or "local_rank" not in self.final_config_dict:
+            if not use_cuda:
+                self.final_config_dict["gpu_id"] = ""
+            super()._init_device()
+            return
+        self._init_cpu_distributed()
+
+    def _init_cpu_distributed(self):
+        """Join a multi-process CPU group with gloo (RecBole hard-codes nccl)."""
+        cfg = self.final_config_dict
+        cfg["gpu_id"] = ""
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                backend="gloo",
+                rank=cfg["local_rank"] + cfg["offset"],
+                world_size=cfg["world_size"],
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+        cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False

@@ -1,0 +1,15 @@
+"""Data: embedded datasets, feature and semantic-ID files, and the multi-modal dataset hook.
+
+``recbole_bbq.utils.create_dataset`` looks here for a ``<Model>Dataset`` class first, then
+uses :class:`SequentialDataset` for every other sequential model.
+"""
+
+from recbole_bbq.data.dataset import MultiModalSequentialDataset, SequentialDataset
+from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
+
+__all__ = [
+    "EMBEDDED_DATASETS",
+    "MultiModalSequentialDataset",
+    "SequentialDataset",
+    "ensure_embedded_dataset",
+]

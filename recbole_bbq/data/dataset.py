@@ -1,0 +1,129 @@
+"""Dataset classes: RecBole's sequential dataset with fixes, and the multi-modal hook."""
+
+import os
+
+from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
+from recbole.utils import FeatureType
+
+from recbole_bbq.data.embedded import EMBEDDED_DATASETS
+from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
+from recbole_bbq.data.semantic_ids import align_codes, read_semantic_id_file
+from recbole_bbq.errors import ConfigError
+
+
+class SequentialDataset(RecBoleSequentialDataset):
+    """RecBole's ``SequentialDataset`` that keeps the *last* ``MAX_ITEM_LIST_LENGTH`` items.
+
+    With pre-split ``benchmark_filename`` files, RecBole 1.2.1 keeps histories of any length
+    (its ``seq_len`` option would keep the *first* items), and SASRec's position embedding then
+    fails with "index out of range". Used for every sequential model run through recbole_bbq.
+    """
+
+    def _load_feat(self, filepath, source):
+        df = super()._load_feat(filepath, source)
+        if df is None or self.config["benchmark_filename"] is None:
+            return df
+        max_len = self.config["MAX_ITEM_LIST_LENGTH"]
+        for field in df.columns:
+            if field.endswith(self.config["LIST_SUFFIX"]) and self.field2type[field] in (
+                FeatureType.TOKEN_SEQ,
+                FeatureType.FLOAT_SEQ,
+            ):
+                df[field] = [seq[-max_len:] for seq in df[field].values]
+                self.field2seqlen[field] = min(self.field2seqlen[field], max_len)
+        return df
+
+
+class MultiModalSequentialDataset(SequentialDataset):
+    """Sequential dataset with per-item modality features and, on request, semantic IDs.
+
+    Config keys (see ``properties/overall.yaml``):
+
+    * ``modalities`` (list[str]): modalities to attach, e.g. ``[text, image]``.
+    * ``modality_dims`` (dict): expected dimension per modality (checked when given).
+    * ``feature_files`` (dict): per-modality file path; default ``<data_path>/<dataset>.<m>.npz``.
+    * ``missing_feature_policy`` (str | dict): ``error`` or ``zero`` for items without a row.
+
+    Attributes:
+        item_features (dict[str, torch.Tensor]): ``[n_items, d]`` float32 per modality, row 0 = padding.
+        item_feature_missing (dict[str, torch.Tensor]): ``[n_items]`` bool per modality.
+        item_semantic_ids (torch.Tensor | None): ``[n_items, L]`` codes after
+            :meth:`attach_semantic_ids`.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.item_features, self.item_feature_missing = {}, {}
+        self.item_semantic_ids = None
+        for modality in self.modalities:
+            self._attach_modality(modality)
+
+    @property
+    def modalities(self):
+        return list(self.config["modalities"] or [])
+
+    def item_tokens(self):
+        """Item tokens indexed by RecBole's internal item id (index 0 is ``[PAD]``)."""
+        return self.field2id_token[self.iid_field]
+
+    def feature_file(self, modality):
+        """Path of ``modality``'s feature file (``feature_files`` key or the default name)."""
+        configured = (self.config["feature_files"] or {}).get(modality)
+        if configured:
+            return configured
+        return feature_path(self.config["data_path"], self.dataset_name, modality)
+
+    def _missing_policy(self, modality):
+        policy = self.config["missing_feature_policy"] or "error"
+        return policy.get(modality, "error") if isinstance(policy, dict) else policy
+
+    def _attach_modality(self, modality):
+        path = self.feature_file(modality)
+        if not os.path.isfile(path):
+            self._create_missing_feature_file(modality, path)
+        expected_dim = (self.config["modality_dims"] or {}).get(modality)
+        features, missing = align_to_items(
+            read_feature_file(path),
+            self.item_tokens(),
+            expected_dim=expected_dim,
+            missing_policy=self._missing_policy(modality),
+        )
+        self.item_features[modality] = features
+        self.item_feature_missing[modality] = missing
+        self.logger.info(
+            f"modality [{modality}]: {tuple(features.shape)} from {path}, "
+            f"{int(missing[1:].sum())} items without a real row"
+        )
+
+    def _create_missing_feature_file(self, modality, path):
+        """Embedded datasets get text vectors automatically; anything else is an error."""
+        if modality == "text" and self.dataset_name in EMBEDDED_DATASETS:
+            from recbole_bbq.data.text_encoder import encode_dataset_text
+
+            self.logger.info(f"encoding item text of [{self.dataset_name}] (first run only)")
+            created = encode_dataset_text(self.config["data_path"], self.dataset_name)
+            if os.path.abspath(created) == os.path.abspath(path):
+                return
+        raise ConfigError(
+            f"modality '{modality}' is listed in 'modalities' but its feature file {path} does "
+            f"not exist; create it with dataset_scripts/encode_{'text' if modality == 'text' else 'images'}.py "
+            f"or set feature_files.{modality}"
+        )
+
+    def attach_semantic_ids(self, path, require_unique=True):
+        """Load a semantic-ID file and line it up with the internal item ids.
+
+        Args:
+            path (str): A ``.sid.npz`` file (see :mod:`recbole_bbq.data.semantic_ids`).
+            require_unique (bool): Reject files in which two items share a code tuple.
+
+        Returns:
+            torch.Tensor: ``[n_items, L]`` int64 codes, row 0 = padding.
+        """
+        tokens, codes, meta = read_semantic_id_file(path)
+        self.item_semantic_ids = align_codes(path, tokens, codes, self.item_tokens(), require_unique)
+        self.semantic_id_meta = meta
+        return self.item_semantic_ids
+
+
+

@@ -1,0 +1,1 @@
+"""recbole_bbq models, one per file under ``<type>_recommender/`` as in RecBole."""

@@ -1,0 +1,1 @@
+"""Sequential recommenders of recbole_bbq (looked up before RecBole's by ``get_model``)."""

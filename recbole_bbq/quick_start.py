@@ -1,0 +1,170 @@
+"""Training entry points: single run, hyper-parameter objective and multi-process (DDP) runs.
+
+Mirrors ``recbole.quick_start`` without importing it (it imports ray at import time).
+"""
+
+import logging
+import sys
+from logging import getLogger
+
+import torch.distributed as dist
+
+from recbole_bbq import compat  # noqa: F401  (before recbole)
+
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_bbq.config import Config
+from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer
+
+
+def _train_and_test(config, saved=True, verbose=True):
+    """Build dataset, model and trainer from ``config``; train, then test the best checkpoint."""
+    logger = getLogger()
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data,
+        valid_data,
+        verbose=verbose,
+        saved=saved,
+        show_progress=config["show_progress"] and verbose,
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"] and verbose
+    )
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def run_recbole_bbq(
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None
+):
+    """Train and test one model on one dataset, like ``recbole.quick_start.run_recbole``.
+
+    Args:
+        model (str, optional): Model name (plugin or RecBole).
+        dataset (str, optional): Dataset name.
+        config_file_list (list[str], optional): YAML files that override the defaults.
+        config_dict (dict, optional): Parameters that override the YAML files.
+        saved (bool): Save the best checkpoint and test it (otherwise test the last weights).
+        queue (multiprocessing.SimpleQueue, optional): Rank 0 puts its result here in DDP runs.
+
+    Returns:
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+    """
+    config = Config(
+        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    try:
+        result = _train_and_test(config, saved=saved)
+    finally:
+        if not config["single_spec"] and dist.is_initialized():
+            dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, model, dataset, config_file_list, kwargs):
+    """Body of one spawned DDP process (module-level so that ``spawn`` can pickle it)."""
+    config_dict = dict(kwargs.get("config_dict") or {}, local_rank=rank)
+    run_recbole_bbq(
+        model,
+        dataset,
+        config_file_list,
+        config_dict=config_dict,
+        saved=kwargs.get("saved", True),
+        queue=kwargs.get("queue"),
+    )
+
+
+def run(
+    model,
+    dataset,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
+    """Run one model, in this process or as ``nproc`` DDP processes on this node.
+
+    Args:
+        model (str): Model name.
+        dataset (str): Dataset name.
+        config_file_list (list[str], optional): YAML config files.
+        config_dict (dict, optional): Parameter overrides.
+        saved (bool): Save and test the best checkpoint.
+        nproc (int): Processes on this node (one per GPU, or CPU processes with gloo).
+        world_size (int): Processes over all nodes; ``-1`` means ``nproc``.
+        ip (str): Address of the rank-0 node.
+        port (str): Free TCP port on the rank-0 node.
+        group_offset (int): Global rank of this node's first process.
+
+    Returns:
+        dict | None: The result of rank 0 (see :func:`run_recbole_bbq`); None on nodes other
+        than the first.
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_bbq(
+            model, dataset, config_file_list, config_dict=config_dict, saved=saved
+        )
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update(
+        world_size=nproc if world_size == -1 else world_size,
+        ip=ip,
+        port=port,
+        nproc=nproc,
+        offset=group_offset,
+    )
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    mp.spawn(
+        _run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True
+    )
+    return None if queue.empty() else queue.get()
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """Objective for RecBole's ``HyperTuning`` (hyperopt), without ray.
+
+    Args:
+        config_dict (dict, optional): The sampled hyper-parameters plus fixed settings.
+        config_file_list (list[str], optional): YAML config files.
+        saved (bool): Save and test the best checkpoint.
+
+    Returns:
+        dict: ``model`` plus the keys of :func:`run_recbole_bbq`'s result.
+    """
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    logger = getLogger()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+    init_logger(config)
+    logging.basicConfig(level=logging.ERROR)
+    result = _train_and_test(config, saved=saved, verbose=False)
+    return {"model": config["model"], **result}

@@ -1,0 +1,45 @@
+"""Shared fixtures. ``recbole_bbq.compat`` must be imported before anything imports recbole."""
+
+import os
+import socket
+import sys
+
+import recbole_bbq.compat  # noqa: F401  (first: numpy/torchvision fixes)
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TESTS_DIR)
+TEST_DATA = os.path.join(TESTS_DIR, "test_data")
+SHARED_DATA = os.path.abspath(os.path.join(REPO_DIR, "..", "shared", "data"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_run(tmp_path, monkeypatch):
+    """Keep pytest's flags out of RecBole's Config (it parses sys.argv) and keep
+    RecBole's ./log, ./log_tensorboard and ./saved folders inside a temp directory."""
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+def tiny_config(tmp_path, **overrides):
+    """A 1-epoch, quiet config on the synthetic ``tiny`` dataset."""
+    config = {
+        "data_path": TEST_DATA,
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "epochs": 1,
+        "train_batch_size": 64,
+        "eval_batch_size": 64,
+        "show_progress": False,
+        "state": "ERROR",
+        "seed": 2020,
+    }
+    config.update(overrides)
+    return config
+
+
+def free_port():
+    """A TCP port that is free on localhost right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
