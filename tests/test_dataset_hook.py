@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TEST_DATA, tiny_config
+from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.data import MultiModalSequentialDataset, SequentialDataset
 from recbole_bbq.data.features import feature_path, write_feature_file
@@ -121,3 +121,58 @@ def test_benchmark_histories_keep_the_last_items(tmp_path):
 
     result = run_recbole_bbq("SASRec", "bench", config_dict=tiny_config(tmp_path, data_path=str(root)))
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+
+
+SCIENTIFIC_MM = f"{SHARED_DATA}/amazon_scientific_mm"
+
+
+def test_scientific_mm_through_the_hook_matches_the_raw_files(tmp_path):
+    import sys
+
+    sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")
+    import unisrec
+
+    unisrec.convert(SCIENTIFIC_MM, "Scientific", str(tmp_path / "data"))
+    config = Config(
+        "SASRec", "Scientific", config_dict=tiny_config(tmp_path, data_path=str(tmp_path / "data"))
+    )
+    assert config["modalities"] == ["text", "image"]
+    dataset = MultiModalSequentialDataset(config)
+    assert dataset.item_features["text"].shape == (1586, 512)
+    assert dataset.item_features["image"].shape == (1586, 512)
+    assert not dataset.item_feature_missing["text"][1:].any()
+
+    raw = {
+        m: np.fromfile(f"{SCIENTIFIC_MM}/Scientific.{suffix}", np.float32).reshape(-1, 512)
+        for m, suffix in (("text", "feat1CLS"), ("image", "feat3CLS"))
+    }
+    index_of = dict(line.split() for line in open(f"{SCIENTIFIC_MM}/Scientific.item2index"))
+    for item_id in range(1, dataset.item_num):
+        token = dataset.id2token(dataset.iid_field, item_id)
+        for modality in ("text", "image"):  # every row, not only a spot check
+            np.testing.assert_array_equal(
+                dataset.item_features[modality][item_id].numpy(), raw[modality][int(index_of[token])]
+            )
+
+
+def test_embedded_ml100k_gets_text_vectors_on_first_use(tmp_path, monkeypatch):
+    """The real MiniLM path is covered in test_encoders.py; here a fast stand-in keeps this quick."""
+    from recbole_bbq.data import text_encoder
+
+    calls = []
+
+    def fake_encode_texts(texts, **kwargs):
+        calls.append(list(texts))
+        return np.full((len(texts), 384), 0.05, dtype=np.float32)
+
+    monkeypatch.setattr(text_encoder, "encode_texts", fake_encode_texts)
+    root = tmp_path / "data"
+    config = Config("SASRec", "ml-100k", config_dict=tiny_config(tmp_path, data_path=str(root)))
+    assert config["modalities"] == ["text"] and config["modality_dims"] == {"text": 384}
+    dataset = MultiModalSequentialDataset(config)
+    assert (root / "ml-100k" / "ml-100k.text.npz").is_file()
+    assert dataset.item_features["text"].shape == (1683, 384)
+    assert len(calls) == 1 and calls[0][0] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+
+    MultiModalSequentialDataset(config)  # cached: not encoded again
+    assert len(calls) == 1

@@ -5,7 +5,7 @@ import os
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 from recbole.utils import FeatureType
 
-from recbole_bbq.data.embedded import EMBEDDED_DATASETS
+from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import align_codes, read_semantic_id_file
 from recbole_bbq.errors import ConfigError
@@ -17,7 +17,12 @@ class SequentialDataset(RecBoleSequentialDataset):
     With pre-split ``benchmark_filename`` files, RecBole 1.2.1 keeps histories of any length
     (its ``seq_len`` option would keep the *first* items), and SASRec's position embedding then
     fails with "index out of range". Used for every sequential model run through recbole_bbq.
+    Embedded datasets (ml-100k) are copied into ``data_path`` instead of being downloaded.
     """
+
+    def _load_data(self, token, dataset_path):
+        ensure_embedded_dataset(dataset_path, token)
+        super()._load_data(token, dataset_path)
 
     def _load_feat(self, filepath, source):
         df = super()._load_feat(filepath, source)

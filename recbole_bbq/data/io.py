@@ -5,6 +5,12 @@ import os
 import tempfile
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
@@ -25,6 +31,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; match open()'s mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

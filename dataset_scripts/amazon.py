@@ -1,0 +1,400 @@
+"""Convert Amazon Reviews (2014/2018 or 2023 release) into a recbole_bbq dataset.
+
+Input: a folder with one review file and its metadata beside it, or the review file itself.
+
+* 2014/2018: ``reviews_<Cat>.json.gz`` or ``<Cat>.json.gz`` (``reviewerID``, ``asin``,
+  ``unixReviewTime``, ``overall``) and ``meta_<Cat>.json.gz`` (``asin``, ``title``, ``brand``,
+  ``categories`` (list of lists) or ``category`` (list), ``description``, ``imUrl`` /
+  ``imageURLHighRes`` / ``imageURL``). Metadata lines may be Python literals instead of JSON.
+* 2023: ``<Cat>.jsonl(.gz)`` (``user_id``, ``parent_asin``, ``timestamp`` in ms, ``rating``) and
+  ``meta_<Cat>.jsonl(.gz)`` (``parent_asin``, ``title``, ``store``, ``categories``,
+  ``description``, ``images`` = ``[{large, hi_res, thumb}]``).
+
+Exact duplicate (user, item, time) rows are dropped, users and items are filtered to an
+iterative k-core, and every user's history is ordered by time (ties keep the file order).
+Output: ``NAME.inter``, ``NAME.item`` (text fields HTML-stripped, first image URL) and
+``NAME.yaml``. ``--download-images DIR`` also fetches each item's first image into
+``DIR/<item_id>.<ext>`` (already cached files are skipped); failures are reported, not fatal.
+
+Example:
+    python dataset_scripts/amazon.py --input raw/Industrial_and_Scientific --name Scientific
+"""
+
+import ast
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+
+from _common import (
+    DEFAULT_MAX_HISTORY,
+    INTER_HEADER,
+    Conversion,
+    atomic_file_text,
+    base_parser,
+    chronological,
+    dataset_stats,
+    item_file_text,
+    leave_one_out_config,
+    open_text,
+    run_cli,
+    sort_tokens,
+    unique,
+    write_conversion,
+)
+from recbole_bbq.data.io import atomic_path
+from recbole_bbq.errors import DataError
+
+DATA_SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json")
+TIME_UNITS = {"unixReviewTime": 1, "timestamp": 1000}  # review-time key -> units per second
+DOWNLOAD_TIMEOUT = 10
+RETRY_PAUSE = 0.5
+REPORTED_FAILURES = 3
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --------------------------------------------------------------------------- input files
+
+
+def _stem(file_name):
+    """File name without its data suffix, or None for a non-data file."""
+    for suffix in DATA_SUFFIXES:
+        if file_name.endswith(suffix):
+            return file_name[: -len(suffix)]
+    return None
+
+
+def find_input_files(input):
+    """The review file and its metadata file (None when there is none).
+
+    Args:
+        input (str): A folder holding one review file, or the review file itself.
+
+    Returns:
+        tuple[str, str | None]: ``(review_path, meta_path)``.
+    """
+    if os.path.isfile(input):
+        review = input
+    elif os.path.isdir(input):
+        reviews = [
+            name for name in sorted(os.listdir(input)) if _stem(name) and not name.startswith("meta_")
+        ]
+        if len(reviews) != 1:
+            found = ", ".join(reviews) or "none"
+            raise DataError(
+                f"{input}: expected exactly one review file (*.json[l][.gz] not starting with "
+                f"'meta_'), found {found}; pass the review file as --input"
+            )
+        review = os.path.join(input, reviews[0])
+    else:
+        raise DataError(f"{input}: input not found")
+    return review, _meta_beside(review)
+
+
+def _meta_beside(review):
+    """``meta_<Cat>.*`` next to ``reviews_<Cat>[_5].*`` or ``<Cat>.*``, or None."""
+    folder, file_name = os.path.split(review)
+    if _stem(file_name) is None:
+        raise DataError(f"{review}: not a review file (expected *.json, *.jsonl, *.json.gz or *.jsonl.gz)")
+    category = _stem(file_name).removeprefix("reviews_")
+    for name in unique([category, category.removesuffix("_5")]):
+        for suffix in DATA_SUFFIXES:
+            meta = os.path.join(folder, f"meta_{name}{suffix}")
+            if os.path.isfile(meta):
+                return meta
+    return None
+
+
+def read_records(path):
+    """Yield ``(line_no, record)`` for each line of a JSON-lines file.
+
+    Lines that are not JSON are parsed as Python literals (the 2018 metadata files).
+
+    Raises:
+        DataError: Naming the file and line of a malformed line.
+    """
+    try:
+        with open_text(path) as f:
+            for line_no, line in enumerate(f, start=1):
+                if line.strip():
+                    yield line_no, _parse_line(line, path, line_no)
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: unreadable file ({error})") from None
+
+
+def _parse_line(line, path, line_no):
+    try:
+        record = json.loads(line)
+    except ValueError:
+        try:
+            record = ast.literal_eval(line.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise DataError(f"{path}, line {line_no}: malformed JSON line") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}, line {line_no}: expected a JSON object")
+    return record
+
+
+def _field(record, keys, path, line_no):
+    """``(key, value)`` of the first of ``keys`` with a non-empty value in ``record``."""
+    for key in keys:
+        if record.get(key) not in (None, ""):
+            return key, record[key]
+    raise DataError(f"{path}, line {line_no}: missing key {' / '.join(repr(k) for k in keys)}")
+
+
+def read_reviews(path):
+    """Review records as ``(user, item, time in seconds, rating or None)``."""
+    records = []
+    for line_no, record in read_records(path):
+        _, user = _field(record, ("reviewerID", "user_id"), path, line_no)
+        _, item = _field(record, ("parent_asin", "asin"), path, line_no)
+        key, value = _field(record, tuple(TIME_UNITS), path, line_no)
+        try:
+            timestamp = float(value) / TIME_UNITS[key]
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {line_no}: '{key}' is not a number") from None
+        rating = record.get("overall", record.get("rating"))
+        records.append((str(user), str(item), timestamp, rating))
+    return records
+
+
+def _categories(record):
+    """Flat category names: 2014 list of lists, 2018 ``category`` or 2023 ``categories`` list."""
+    value = record.get("categories") or record.get("category") or []
+    names = []
+    for entry in value if isinstance(value, list) else [value]:
+        names += entry if isinstance(entry, list) else [entry]
+    return unique(str(name) for name in names)
+
+
+def first_image(record):
+    """The first image URL of a metadata record, or ``""``."""
+    for image in record.get("images") or []:
+        if isinstance(image, dict):
+            url = image.get("large") or image.get("hi_res") or image.get("thumb")
+            if url:
+                return url
+    for key in ("imageURLHighRes", "imageURL", "imUrl"):
+        value = record.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else ""
+        if value:
+            return value
+    return ""
+
+
+def read_meta(path, wanted):
+    """Metadata of the ``wanted`` items as ``{item: fields}`` (first record per item wins)."""
+    items = {}
+    for line_no, record in read_records(path):
+        item = str(_field(record, ("parent_asin", "asin"), path, line_no)[1])
+        if item not in wanted or item in items:
+            continue
+        items[item] = {
+            "title": record.get("title"),
+            "brand": record.get("brand") or record.get("store"),
+            "categories": _categories(record),
+            "description": record.get("description"),
+            "image": first_image(record),
+        }
+    return items
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+def deduplicate(records):
+    """Drop exact repeats of ``(user, item, time)``, keeping the first."""
+    seen = set()
+    kept = []
+    for record in records:
+        key = record[:3]
+        if key not in seen:
+            seen.add(key)
+            kept.append(record)
+    return kept
+
+
+def kcore(records, k):
+    """Iteratively drop users and items with fewer than ``k`` interactions."""
+    while True:
+        users = Counter(record[0] for record in records)
+        items = Counter(record[1] for record in records)
+        kept = [r for r in records if users[r[0]] >= k and items[r[1]] >= k]
+        if len(kept) == len(records):
+            return kept
+        records = kept
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_cache_path(cache_dir, item, url):
+    """``<cache_dir>/<item>.<ext>``, the extension taken from the URL (``.jpg`` by default)."""
+    ext = os.path.splitext(urllib.parse.urlparse(url).path)[1].lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", ext):
+        ext = ".jpg"
+    return os.path.join(cache_dir, _UNSAFE.sub("_", item) + ext)
+
+
+def _fetch(url, path, retries, timeout):
+    """Download ``url`` to ``path``; return None on success or the last failure reason."""
+    reason = None
+    for attempt in range(max(retries, 0) + 1):
+        if attempt:
+            time.sleep(RETRY_PAUSE * attempt)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                data = response.read()
+            if not data:
+                reason = "empty response"
+                continue
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            return None
+        except urllib.error.HTTPError as error:
+            reason = str(error)
+        except urllib.error.URLError as error:
+            reason = str(error.reason)
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            reason = f"{type(error).__name__}: {error}"
+    return reason
+
+
+def download_images(urls, cache_dir, retries=2, timeout=DOWNLOAD_TIMEOUT):
+    """Fetch every item's image into ``cache_dir``, skipping files already there.
+
+    Args:
+        urls (dict[str, str]): item -> image URL (items without a URL are left out).
+        cache_dir (str): Cache folder.
+        retries (int): Extra attempts per URL after a failure.
+        timeout (float): Seconds per attempt.
+
+    Returns:
+        dict: ``downloaded`` and ``cached`` counts and ``failed``, a list of ``(url, reason)``.
+    """
+    os.makedirs(cache_dir, exist_ok=True)
+    report = {"downloaded": 0, "cached": 0, "failed": []}
+    for item, url in urls.items():
+        path = image_cache_path(cache_dir, item, url)
+        if os.path.isfile(path):
+            report["cached"] += 1
+            continue
+        reason = _fetch(url, path, retries, timeout)
+        if reason is None:
+            report["downloaded"] += 1
+        else:
+            report["failed"].append((url, reason))
+    return report
+
+
+def download_notes(report, cache_dir):
+    """Human-readable lines describing a :func:`download_images` report."""
+    failed = report["failed"]
+    lines = [
+        f"images -> {cache_dir}: {report['downloaded']} downloaded, {report['cached']} already "
+        f"cached, {len(failed)} failed"
+    ]
+    lines += [f"  failed: {url} ({reason})" for url, reason in failed[:REPORTED_FAILURES]]
+    if len(failed) > REPORTED_FAILURES:
+        lines.append(f"  ... and {len(failed) - REPORTED_FAILURES} more")
+    return lines
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def convert(
+    input,
+    name,
+    output_dir="dataset",
+    max_history=DEFAULT_MAX_HISTORY,
+    kcore_k=5,
+    download_images_dir=None,
+    retries=2,
+):
+    """Convert Amazon review and metadata files.
+
+    Args:
+        input (str): Folder with one review file (and its ``meta_`` file), or the review file.
+        name (str): Output dataset name.
+        output_dir (str): Parent folder of the output.
+        max_history (int): ``MAX_ITEM_LIST_LENGTH`` of the dataset.
+        kcore_k (int): Minimum interactions per user and per item (iterative k-core).
+        download_images_dir (str, optional): Cache folder for the items' first images.
+        retries (int): Extra download attempts per image.
+
+    Returns:
+        dict: Dataset statistics (see ``_common.dataset_stats``), plus ``image_download``
+        (a :func:`download_images` report) when images were requested.
+
+    Raises:
+        DataError: On missing or malformed input, or when the k-core leaves nothing; nothing
+            is written then.
+    """
+    review_path, meta_path = find_input_files(input)
+    raw = read_reviews(review_path)
+    unique_records = deduplicate(raw)
+    records = kcore(unique_records, kcore_k)
+    if not records:
+        raise DataError(f"{review_path}: no interactions left after the {kcore_k}-core filter")
+    sequences = chronological(records)
+    catalogue = sort_tokens({record[1] for record in records})
+    items = read_meta(meta_path, set(catalogue)) if meta_path else {}
+
+    header, width = INTER_HEADER, 3
+    if all(record[3] is not None for record in records):
+        header, width = (*INTER_HEADER, "rating:float"), 4
+    rows = (tuple(record[:width]) for seq in sequences.values() for record in seq)
+    conversion = Conversion(
+        name=name,
+        files={".inter": atomic_file_text(header, rows), ".item": item_file_text(catalogue, items)},
+        config=leave_one_out_config(max_history),
+        stats=dataset_stats((len(seq) for seq in sequences.values()), len(catalogue)),
+    )
+    conversion.note(
+        f"{len(raw) - len(unique_records)} duplicates dropped, {kcore_k}-core kept "
+        f"{len(records)} of {len(unique_records)} interactions"
+    )
+    conversion.note(
+        f"metadata for {len(items)} of {len(catalogue)} items from "
+        f"{meta_path or 'nowhere (no meta_* file beside the reviews)'}"
+    )
+    write_conversion(conversion, output_dir)
+    if download_images_dir:
+        urls = {item: info["image"] for item, info in items.items() if info["image"]}
+        report = download_images(urls, download_images_dir, retries)
+        conversion.stats["image_download"] = report
+        for line in download_notes(report, download_images_dir):
+            conversion.note(line)
+    return conversion.stats
+
+
+def build_parser():
+    """The command-line interface."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--kcore", dest="kcore_k", type=int, default=5, help="k of the user/item k-core (default: 5)"
+    )
+    parser.add_argument(
+        "--download-images", dest="download_images_dir", metavar="DIR", help="cache folder for item images"
+    )
+    parser.add_argument("--retries", type=int, default=2, help="extra attempts per image download (default: 2)")
+    return parser
+
+
+def main(argv=None):
+    """Run the converter; returns the exit status."""
+    return run_cli(build_parser(), convert, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

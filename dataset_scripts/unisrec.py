@@ -1,0 +1,208 @@
+"""Convert a UniSRec / MISSRec benchmark folder into a recbole_bbq dataset.
+
+Input folder (``<P>`` = source prefix, e.g. ``Scientific``):
+
+* ``<P>.train.inter``, ``<P>.valid.inter``, ``<P>.test.inter``: ``user_id item_id_list item_id``
+  with integer indices.
+* ``<P>.item2index`` / ``<P>.user2index``: ``ASIN idx`` / ``reviewerID idx``.
+* ``<P>.text`` (optional): ``item_id:token<TAB>text:token_seq`` keyed by ASIN.
+* ``<P>.feat1CLS`` / ``<P>.feat3CLS`` (optional): raw float32 text / image features, row = item idx.
+
+Output: pre-split benchmark files keyed by ASIN and reviewerID, ``NAME.item``, ``NAME.yaml`` and
+``NAME.text.npz`` / ``NAME.image.npz`` feature files.
+
+Example:
+    python dataset_scripts/unisrec.py --input ../shared/data/amazon_scientific_mm --name Scientific
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from _common import (
+    DEFAULT_MAX_HISTORY,
+    BENCHMARK_HEADER,
+    BENCHMARK_SPLITS,
+    Conversion,
+    atomic_file_text,
+    base_parser,
+    benchmark_config,
+    benchmark_rows,
+    dataset_stats,
+    find_source_file,
+    item_file_text,
+    open_text,
+    read_index_map,
+    run_cli,
+    write_conversion,
+)
+from recbole_bbq.errors import DataError
+
+# Raw feature-file suffix -> modality (UniSRec's plm_suffix and MISSRec's img_suffix).
+FEATURE_SUFFIXES = {"feat1CLS": "text", "feat3CLS": "image"}
+_HEADER_FIELDS = tuple(field.split(":")[0] for field in BENCHMARK_HEADER)
+
+
+def read_benchmark_file(path, users, items):
+    """Read one benchmark split and map its indices to tokens.
+
+    Args:
+        path (str): A ``.inter`` file with ``user_id item_id_list item_id`` columns.
+        users (dict[str, str]): user index -> reviewerID.
+        items (dict[str, str]): item index -> ASIN.
+
+    Returns:
+        list[tuple[str, list[str], str]]: ``(user, history, target)`` rows.
+
+    Raises:
+        DataError: Naming the file and line of a malformed row or an unknown index.
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found")
+    rows = []
+    with open_text(path) as f:
+        header = tuple(field.split(":")[0] for field in f.readline().rstrip("\n").split("\t"))
+        if header != _HEADER_FIELDS:
+            raise DataError(f"{path}, line 1: expected the header fields {_HEADER_FIELDS}, got {header}")
+        for line_no, line in enumerate(f, start=2):
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) != 3:
+                raise DataError(f"{path}, line {line_no}: expected 3 tab-separated columns, got {len(cells)}")
+            user, history, target = cells
+            rows.append(
+                (
+                    _lookup(users, user, path, line_no, "user"),
+                    [_lookup(items, item, path, line_no, "item") for item in history.split()],
+                    _lookup(items, target, path, line_no, "item"),
+                )
+            )
+    return rows
+
+
+def _lookup(mapping, index, path, line_no, kind):
+    try:
+        return mapping[index]
+    except KeyError:
+        raise DataError(f"{path}, line {line_no}: unknown {kind} index '{index}'") from None
+
+
+def read_text_file(path):
+    """Read ``<P>.text`` (``item_id<TAB>text``) into ``{ASIN: {"text": ...}}``."""
+    items = {}
+    with open_text(path) as f:
+        f.readline()
+        for line_no, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            token, sep, text = line.rstrip("\n").partition("\t")
+            if not sep:
+                raise DataError(f"{path}, line {line_no}: expected 'item_id<TAB>text'")
+            items[token] = {"text": text}
+    return items
+
+
+def read_raw_features(path, dim, items):
+    """Read a raw float32 feature file whose row ``i`` belongs to item index ``i``.
+
+    Args:
+        path (str): The ``.featNCLS`` file.
+        dim (int): Feature dimension.
+        items (dict[str, str]): item index -> ASIN; every index must have a row.
+
+    Returns:
+        tuple[list[str], np.ndarray]: ASINs and their ``[n_items, dim]`` rows, in index order.
+    """
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % dim:
+        raise DataError(f"{path}: {raw.size} float32 values are not a multiple of dimension {dim}")
+    matrix = raw.reshape(-1, dim)
+    indices = sorted(items, key=int)
+    rows = [int(index) for index in indices]
+    if rows and rows[-1] >= matrix.shape[0]:
+        raise DataError(
+            f"{path}: {matrix.shape[0]} rows of dimension {dim}, but item index {rows[-1]} "
+            f"needs row {rows[-1]}; wrong --text-dim/--image-dim?"
+        )
+    return [items[index] for index in indices], matrix[rows]
+
+
+def convert(
+    input,
+    name,
+    output_dir="dataset",
+    max_history=DEFAULT_MAX_HISTORY,
+    source_name=None,
+    text_dim=512,
+    image_dim=512,
+):
+    """Convert a UniSRec / MISSRec benchmark folder.
+
+    Args:
+        input (str): The source folder.
+        name (str): Output dataset name.
+        output_dir (str): Parent folder of the output.
+        max_history (int): Keep only the last ``max_history`` items of each history.
+        source_name (str, optional): File prefix; auto-detected from the one ``*.train.inter``.
+        text_dim (int): Dimension of ``<P>.feat1CLS``.
+        image_dim (int): Dimension of ``<P>.feat3CLS``.
+
+    Returns:
+        dict: Dataset statistics (see ``_common.dataset_stats``).
+
+    Raises:
+        DataError: On missing or malformed input; nothing is written then.
+    """
+    _, prefix = find_source_file(input, ".train.inter", source_name)
+    source = os.path.join(input, prefix)
+    for suffix in ("item2index", "user2index"):
+        if not os.path.isfile(f"{source}.{suffix}"):
+            raise DataError(f"{source}.{suffix}: file not found")
+    items = read_index_map(f"{source}.item2index")
+    users = read_index_map(f"{source}.user2index")
+    splits = {
+        split: read_benchmark_file(f"{source}.{split}.inter", users, items) for split in BENCHMARK_SPLITS
+    }
+
+    catalogue = [items[index] for index in sorted(items, key=int)]
+    item_info = read_text_file(f"{source}.text") if os.path.isfile(f"{source}.text") else {}
+    files = {
+        f".{split}.inter": atomic_file_text(BENCHMARK_HEADER, benchmark_rows(rows, max_history))
+        for split, rows in splits.items()
+    }
+    files[".item"] = item_file_text(catalogue, item_info)
+    full_lengths = {user: len(history) + 1 for user, history, _ in splits["test"]}
+    conversion = Conversion(
+        name=name,
+        files=files,
+        config=benchmark_config(max_history),
+        stats=dataset_stats(full_lengths.values(), len(catalogue)),
+    )
+    dims = {"text": text_dim, "image": image_dim}
+    for suffix, modality in FEATURE_SUFFIXES.items():
+        path = f"{source}.{suffix}"
+        if os.path.isfile(path):
+            tokens, matrix = read_raw_features(path, dims[modality], items)
+            meta = {"modality": modality, "source": os.path.abspath(path), "encoder": f"published {suffix}"}
+            conversion.features[modality] = (tokens, matrix, meta)
+            conversion.note(f"{modality} features: {matrix.shape} from {suffix}")
+    write_conversion(conversion, output_dir)
+    return conversion.stats
+
+
+def build_parser():
+    """The command-line interface."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--source-name", help="file prefix in --input (default: the one *.train.inter)")
+    parser.add_argument("--text-dim", type=int, default=512, help="dimension of <P>.feat1CLS (default: 512)")
+    parser.add_argument("--image-dim", type=int, default=512, help="dimension of <P>.feat3CLS (default: 512)")
+    return parser
+
+
+def main(argv=None):
+    """Run the converter; returns the exit status."""
+    return run_cli(build_parser(), convert, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
