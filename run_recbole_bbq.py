@@ -4,6 +4,7 @@ Examples:
     python run_recbole_bbq.py --model=SASRec --dataset=ml-100k
     python run_recbole_bbq.py --model=SASRec --dataset=ml-100k --epochs=5 --learning_rate=0.002
     python run_recbole_bbq.py --model=SASRec --nproc=2          # 2 processes (GPUs, or gloo on CPU)
+    python run_recbole_bbq.py --model=BBQRec --dataset=Scientific --stage=tokenize
 
 Any ``--key=value`` that is not an option below is passed to RecBole's Config as an override.
 """
@@ -27,6 +28,12 @@ def build_parser():
     parser.add_argument(
         "--config_files", default=None, help="space-separated YAML files, later ones win"
     )
+    parser.add_argument(
+        "--stage",
+        default="train",
+        choices=["features", "behavior", "tokenize", "train"],
+        help="run the pipeline up to this stage (default: train, i.e. everything)",
+    )
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
@@ -42,9 +49,13 @@ def build_parser():
 def main(argv=None):
     args, _ = build_parser().parse_known_args(argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    from recbole_bbq.pipeline import run_stage
     from recbole_bbq.quick_start import run
 
     try:
+        if args.stage != "train":
+            print(run_stage(args.stage, args.dataset, config_file_list=config_file_list))
+            return 0
         run(
             args.model,
             args.dataset,

@@ -12,6 +12,9 @@ missing names or registers an empty module; it never edits installed files.
 * ``recbole.model.sequential_recommender.sine`` calls ``torch.autograd.set_detect_anomaly(True)``
   at import time, which makes every model 2-3x slower (a NaN check after each autograd op).
   :func:`disable_recbole_anomaly_detection` imports RecBole's models once and switches it off.
+* RecBole's dataset and trainer code trigger pandas/torch ``FutureWarning`` s on every run (chained
+  assignment, ``Series.agg(len)``, ``torch.cuda.amp.GradScaler``); they are not actionable for
+  users and bury our output, so FutureWarnings raised from ``recbole.*`` modules are hidden.
 * ``torch.load`` defaults to ``weights_only=True`` on torch >= 2.6, which rejects RecBole
   checkpoints (they pickle the Config). :mod:`recbole_bbq.trainer` passes ``weights_only=False``
   for our own checkpoints instead of changing the process-wide default.
@@ -19,6 +22,7 @@ missing names or registers an empty module; it never edits installed files.
 
 import sys
 import types
+import warnings
 
 import numpy as np
 
@@ -73,10 +77,16 @@ def disable_recbole_anomaly_detection():
     torch.autograd.set_detect_anomaly(False)
 
 
+def silence_recbole_future_warnings():
+    """Hide FutureWarnings whose warning site is inside RecBole (not ours, not actionable)."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
+
+
 def apply():
     """Apply every fix; safe to call more than once."""
     patch_numpy_aliases()
     patch_torchvision_meta_registrations()
+    silence_recbole_future_warnings()
 
 
 apply()

@@ -2,12 +2,18 @@
 
 import os
 
+import torch
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 from recbole.utils import FeatureType
 
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
-from recbole_bbq.data.semantic_ids import align_codes, read_semantic_id_file
+from recbole_bbq.data.semantic_ids import (
+    align_codes,
+    check_cache_key,
+    read_extra_arrays,
+    read_semantic_id_file,
+)
 from recbole_bbq.errors import ConfigError
 
 
@@ -115,20 +121,32 @@ class MultiModalSequentialDataset(SequentialDataset):
             f"or set feature_files.{modality}"
         )
 
-    def attach_semantic_ids(self, path, require_unique=True):
-        """Load a semantic-ID file and line it up with the internal item ids.
+    def attach_semantic_ids(self, path, require_unique=True, expected_key=None):
+        """Load a semantic-ID file (or BBQ tokenizer artifact) lined up with the internal ids.
 
         Args:
             path (str): A ``.sid.npz`` file (see :mod:`recbole_bbq.data.semantic_ids`).
             require_unique (bool): Reject files in which two items share a code tuple.
+            expected_key (str, optional): Reject an artifact built for another config or data.
 
         Returns:
-            torch.Tensor: ``[n_items, L]`` int64 codes, row 0 = padding.
+            torch.Tensor: ``[n_items, L]`` int64 codes, row 0 = padding. Tokenizer artifacts also
+            fill ``item_signal_codes`` and ``item_quantized`` (per signal, row 0 = padding).
         """
         tokens, codes, meta = read_semantic_id_file(path)
+        check_cache_key(path, meta, expected_key)
         self.item_semantic_ids = align_codes(path, tokens, codes, self.item_tokens(), require_unique)
         self.semantic_id_meta = meta
+        rows = self.item_semantic_id_rows(tokens)
+        self.item_signal_codes, self.item_quantized = {}, {}
+        for name, array in read_extra_arrays(path).items():
+            kind, signal = name.split("_", 1)
+            aligned = torch.zeros((len(rows), *array.shape[1:]), dtype=torch.as_tensor(array).dtype)
+            aligned[1:] = torch.as_tensor(array)[rows[1:]]
+            (self.item_signal_codes if kind == "codes" else self.item_quantized)[signal] = aligned
         return self.item_semantic_ids
 
-
-
+    def item_semantic_id_rows(self, tokens):
+        """Row of every internal item id in a file listing ``tokens`` (row 0 = padding -> 0)."""
+        row_of = {token: row for row, token in enumerate(tokens)}
+        return torch.as_tensor([0] + [row_of[t] for t in self.item_tokens()[1:]], dtype=torch.long)

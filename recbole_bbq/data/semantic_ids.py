@@ -78,6 +78,24 @@ def read_semantic_id_file(path):
     return tokens, codes, json.loads(meta)
 
 
+def read_extra_arrays(path, prefixes=("codes_", "quantized_")):
+    """Arrays of a semantic-ID file beyond tokens/codes/meta (the tokenizer's per-signal ones)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files if key.startswith(tuple(prefixes))}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: unreadable or truncated semantic-ID file ({error})") from None
+
+
+def check_cache_key(path, meta, expected_key):
+    """Raise :class:`DataError` when an artifact was built for another config or dataset."""
+    if expected_key is not None and meta.get("cache_key") != expected_key:
+        raise DataError(
+            f"{path}: stale artifact (built for key {str(meta.get('cache_key'))[:16]}, this config "
+            f"and data need {expected_key[:16]}); delete it or rerun its stage"
+        )
+
+
 def align_codes(path, tokens, codes, item_tokens, require_unique=True):
     """Codes lined up with RecBole's internal item ids (row 0 = padding, all zeros).
 
