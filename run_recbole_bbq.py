@@ -49,14 +49,13 @@ def build_parser():
 def main(argv=None):
     args, _ = build_parser().parse_known_args(argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    from recbole_bbq.pipeline import run_stage
-    from recbole_bbq.quick_start import run
+    from recbole_bbq.pipeline import run_pipeline, run_stage
 
     try:
         if args.stage != "train":
             print(run_stage(args.stage, args.dataset, config_file_list=config_file_list))
             return 0
-        run(
+        run_pipeline(
             args.model,
             args.dataset,
             config_file_list=config_file_list,

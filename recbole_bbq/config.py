@@ -2,6 +2,7 @@
 
 import os
 
+import recbole
 import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
@@ -27,7 +28,14 @@ class Config(RecBoleConfig):
     """
 
     # Plugin keys that change the dataset object (RecBole compares these before reusing a saved one).
-    PLUGIN_DATASET_KEYS = ["modalities", "modality_dims", "feature_files", "missing_feature_policy"]
+    PLUGIN_DATASET_KEYS = [
+        "modalities",
+        "modality_dims",
+        "feature_files",
+        "missing_feature_policy",
+        "semantic_ids_file",
+        "semantic_ids_key",
+    ]
 
     def _init_parameters_category(self):
         super()._init_parameters_category()
@@ -82,11 +90,20 @@ class Config(RecBoleConfig):
             "data_path", self.internal_config_dict.get("data_path", "dataset/")
         )
         return [
+            *[(path, False) for path in self._inherited_recbole_model_files()],
             (property_file("overall.yaml"), False),
             (property_file("model", f"{model}.yaml"), False),
             (property_file("dataset", f"{dataset}.yaml"), True),
             (os.path.join(data_root, dataset, f"{dataset}.yaml"), True),
         ]
+
+    def _inherited_recbole_model_files(self):
+        """RecBole YAML of the RecBole models a plugin model subclasses (e.g. SASRec's for BBQSASRec)."""
+        if self.model_class.__module__.startswith("recbole.model."):
+            return []  # RecBole already loaded this model's own YAML
+        model_dir = os.path.join(os.path.dirname(recbole.__file__), "properties", "model")
+        bases = [c for c in reversed(self.model_class.__mro__[1:]) if c.__module__.startswith("recbole.model.")]
+        return [os.path.join(model_dir, f"{c.__name__}.yaml") for c in bases]
 
     def _set_default_parameters(self):
         data_root = self.final_config_dict["data_path"]

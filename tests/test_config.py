@@ -14,7 +14,7 @@ from recbole_bbq.data.embedded import embedded_source_dir
 from recbole_bbq.errors import UnknownModelError
 from recbole_bbq.resources import property_file
 from recbole_bbq.trainer import CompatTrainerMixin
-from recbole_bbq.utils import create_dataset, get_model, get_trainer
+from recbole_bbq.utils import create_dataset, get_model, get_trainer, plugin_model_names
 
 
 def test_plugin_overall_defaults_apply_to_recbole_models(tmp_path):
@@ -100,3 +100,10 @@ def test_torchvision_and_open_clip_import_after_compat():
     code = "import recbole_bbq, torchvision, open_clip, transformers; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_plugin_model_inherits_its_recbole_parents_yaml(tmp_path):
+    config = Config("BBQSASRec", "tiny", config_dict=tiny_config(tmp_path))
+    assert config["hidden_size"] == 64 and config["loss_type"] == "CE"  # RecBole's SASRec.yaml
+    assert config["sim_buckets"] == 8  # properties/model/BBQSASRec.yaml
+    assert "BBQSASRec" in plugin_model_names() and "TIGER" in plugin_model_names()

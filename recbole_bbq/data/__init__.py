@@ -7,7 +7,14 @@ uses :class:`SequentialDataset` for every other sequential model.
 from recbole_bbq.data.dataset import MultiModalSequentialDataset, SequentialDataset
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 
+# Plugin models that read item features or semantic IDs use the multi-modal hook.
+BBQRecDataset = BBQSASRecDataset = TIGERDataset = MMTIGERDataset = MultiModalSequentialDataset
+
 __all__ = [
+    "BBQRecDataset",
+    "BBQSASRecDataset",
+    "MMTIGERDataset",
+    "TIGERDataset",
     "EMBEDDED_DATASETS",
     "MultiModalSequentialDataset",
     "SequentialDataset",

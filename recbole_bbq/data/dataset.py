@@ -54,6 +54,8 @@ class MultiModalSequentialDataset(SequentialDataset):
     * ``modality_dims`` (dict): expected dimension per modality (checked when given).
     * ``feature_files`` (dict): per-modality file path; default ``<data_path>/<dataset>.<m>.npz``.
     * ``missing_feature_policy`` (str | dict): ``error`` or ``zero`` for items without a row.
+    * ``semantic_ids_file`` (str): a semantic-ID file or BBQ tokenizer artifact to attach.
+    * ``semantic_ids_key`` (str): its expected cache key (a stale artifact is an error).
 
     Attributes:
         item_features (dict[str, torch.Tensor]): ``[n_items, d]`` float32 per modality, row 0 = padding.
@@ -68,6 +70,8 @@ class MultiModalSequentialDataset(SequentialDataset):
         self.item_semantic_ids = None
         for modality in self.modalities:
             self._attach_modality(modality)
+        if config["semantic_ids_file"]:
+            self.attach_semantic_ids(config["semantic_ids_file"], expected_key=config["semantic_ids_key"])
 
     @property
     def modalities(self):

@@ -1,0 +1,111 @@
+"""Base class of the generative (semantic-ID) recommenders: TIGER and BBQRec."""
+
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_bbq.errors import ConfigError
+from recbole_bbq.model.beam_search import SemanticIDTrie, constrained_beam_search, scores_to_full_ranking
+from recbole_bbq.model.layers import SemanticIDSeq2Seq
+
+
+class GenerativeRecommender(SequentialRecommender):
+    """Encoder-decoder over the semantic IDs of the last ``history_length`` items.
+
+    The dataset must carry semantic IDs (``dataset.item_semantic_ids``, attached from
+    ``semantic_ids_file`` by :class:`recbole_bbq.data.MultiModalSequentialDataset`). Training is
+    token cross-entropy on the target's codes; full ranking is a constrained beam search over
+    the trie of valid IDs, batched over users (``score_mode: beam``).
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        codes = getattr(dataset, "item_semantic_ids", None)
+        if codes is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs semantic IDs: set semantic_ids_file (run_recbole_bbq.py "
+                f"--model={type(self).__name__} creates them) or semantic_ids_from"
+            )
+        self.beam_size = int(config["beam_size"])
+        if self.beam_size < max(config["topk"]):
+            raise ConfigError(
+                f"beam_size ({self.beam_size}) must be at least the largest topk ({max(config['topk'])}): "
+                f"beam search only ranks beam_size items"
+            )
+        self.history_length = min(int(config["history_length"] or self.max_seq_length), self.max_seq_length)
+        self.register_buffer("item_codes", codes.long().clone())
+        self.vocab_sizes = (self.item_codes[1:].max(dim=0).values + 1).tolist()
+        self.trie = SemanticIDTrie(self.item_codes, self.vocab_sizes)
+        self.backbone = SemanticIDSeq2Seq(
+            self.vocab_sizes,
+            self.history_length,
+            d_model=config["d_model"],
+            n_layers=config["n_layers"],
+            n_decoder_layers=config["n_decoder_layers"],
+            n_heads=config["n_heads"],
+            d_kv=config["d_kv"],
+            d_ff=config["d_ff"],
+            dropout=config["dropout_prob"],
+        )
+
+    def recent_history(self, interaction):
+        """The last ``history_length`` items of each (left-aligned) history: ``[B, N]``, 0 = padding."""
+        item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        steps = torch.arange(self.history_length, device=item_seq.device)
+        start = (lengths - self.history_length).clamp(min=0)
+        index = (start.unsqueeze(1) + steps).clamp(max=item_seq.shape[1] - 1)
+        history = item_seq.gather(1, index)
+        return history.masked_fill(steps >= lengths.clamp(max=self.history_length).unsqueeze(1), 0)
+
+    def attention_bias(self, history):
+        """Additive encoder self-attention bias ``[B, H, S*T, S*T]``; none for the plain model."""
+        return None
+
+    def encode(self, interaction):
+        """Encoder memory ``[B, S*T, d]``, its key mask, and the history ``[B, S]``."""
+        history = self.recent_history(interaction)
+        memory, memory_mask = self.backbone.encode(self.item_codes[history], history > 0, self.attention_bias(history))
+        return memory, memory_mask, history
+
+    def generation_loss(self, memory, memory_mask, target_items):
+        """Mean token cross-entropy of the targets' codes."""
+        target_codes = self.item_codes[target_items]
+        logits = self.backbone.teacher_forcing_logits(memory, memory_mask, target_codes)
+        return sum(F.cross_entropy(logits[t], target_codes[:, t]) for t in range(len(logits))) / len(logits)
+
+    def calculate_loss(self, interaction):
+        memory, memory_mask, _ = self.encode(interaction)
+        return self.generation_loss(memory, memory_mask, interaction[self.POS_ITEM_ID])
+
+    def item_log_likelihood(self, memory, memory_mask, items):
+        """Teacher-forced log-probability of each item's full semantic ID."""
+        codes = self.item_codes[items]
+        logits = self.backbone.teacher_forcing_logits(memory, memory_mask, codes)
+        return sum(F.log_softmax(logits[t], dim=-1).gather(1, codes[:, t : t + 1]).squeeze(1) for t in range(len(logits)))
+
+    def predict(self, interaction):
+        memory, memory_mask, _ = self.encode(interaction)
+        return self.item_log_likelihood(memory, memory_mask, interaction[self.ITEM_ID])
+
+    def beam_search(self, memory, memory_mask):
+        """Top ``beam_size`` valid items per user and their log-probabilities."""
+        batch = memory.shape[0]
+
+        def step_log_probs(prefix_codes, level):
+            beams = prefix_codes.shape[1]
+            logits = self.backbone.decode(
+                memory.repeat_interleave(beams, dim=0),
+                memory_mask.repeat_interleave(beams, dim=0),
+                prefix_codes.reshape(batch * beams, level),
+            )
+            return F.log_softmax(logits, dim=-1).view(batch, beams, -1)
+
+        return constrained_beam_search(self.trie, step_log_probs, batch, self.beam_size)
+
+    def full_sort_predict(self, interaction):
+        memory, memory_mask, _ = self.encode(interaction)
+        items, scores = self.beam_search(memory, memory_mask)
+        return scores_to_full_ranking(items, scores, self.n_items)

@@ -1,0 +1,115 @@
+"""BBQRec: behaviour-bind quantization for multi-modal sequential recommendation (arXiv 2504.06636)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_bbq.errors import ConfigError
+from recbole_bbq.model.beam_search import scores_to_full_ranking
+from recbole_bbq.model.generative import GenerativeRecommender
+from recbole_bbq.model.layers import SimilarityBias
+
+SCORE_MODES = ("beam", "dense", "fused")
+
+
+class BBQRec(GenerativeRecommender):
+    """Generative recommender over BBQ semantic IDs with similarity-enhanced self-attention.
+
+    * The encoder-decoder generates the next item's behaviour-bound semantic ID (L fused codes
+      plus a dedup code) from the history's IDs.
+    * Similarity-enhanced self-attention: the discretized cross-modal similarity of two history
+      items adds a learnable per-head bias to the encoder attention between all their tokens
+      (``sim_attention``, ``sim_buckets``, ``sim_source``, ``sim_pairs``); the backbone is unchanged.
+    * Sequence-to-item InfoNCE (``s2i_weight``): the pooled, projected encoder output is pulled
+      towards a projection of the item's quantized behaviour/modality vectors plus a learnable
+      per-item embedding (z_ID).
+    * ``score_mode``: ``beam`` (constrained beam search, as TIGER), ``dense`` (the s2i head scores
+      every item) or ``fused`` (beam items first, then every other item by dense score).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        quantized = getattr(dataset, "item_quantized", None)
+        if not quantized:
+            raise ConfigError(
+                "BBQRec needs a BBQ tokenizer artifact (quantized vectors): set semantic_ids_file to a "
+                ".bbq-*.sid.npz, or let run_recbole_bbq.py --model=BBQRec build it"
+            )
+        self.score_mode = config["score_mode"]
+        if self.score_mode not in SCORE_MODES:
+            raise ConfigError(f"score_mode must be one of {SCORE_MODES}, got '{self.score_mode}'")
+        self.similarity_bias = None
+        if config["sim_attention"]:
+            self.similarity_bias = SimilarityBias(
+                config["n_heads"],
+                config["sim_buckets"],
+                item_vectors={s: v for s, v in quantized.items() if s != "fused"},
+                pairs=config["sim_pairs"],
+                item_codes=self.item_codes,
+                source=config["sim_source"],
+            )
+        signals = sorted(s for s in quantized if s != "fused")
+        self.register_buffer("item_content", torch.cat([quantized[s] for s in signals], dim=1).float())
+        d_model = config["d_model"]
+        self.item_projection = nn.Linear(self.item_content.shape[1], d_model)
+        self.item_id_embedding = nn.Embedding(self.n_items, d_model, padding_idx=0)
+        self.sequence_projection = nn.Linear(d_model, d_model)
+        self.s2i_weight = float(config["s2i_weight"])
+        self.s2i_temperature = float(config["s2i_temperature"])
+        self.s2i_negatives = config["s2i_negatives"]
+        if self.s2i_negatives not in ("batch", "all"):
+            raise ConfigError(f"s2i_negatives must be 'batch' or 'all', got '{self.s2i_negatives}'")
+
+    def attention_bias(self, history):
+        if self.similarity_bias is None:
+            return None
+        return self.similarity_bias(history, tokens_per_item=self.item_codes.shape[1])
+
+    def item_representations(self, items=None):
+        """Unit item vectors: projected quantized content plus z_ID; all items when None."""
+        content = self.item_content if items is None else self.item_content[items]
+        ids = self.item_id_embedding.weight if items is None else self.item_id_embedding(items)
+        return F.normalize(self.item_projection(content) + ids, dim=-1)
+
+    def sequence_representation(self, memory, memory_mask):
+        """Unit vector of the mean-pooled encoder output over real tokens."""
+        valid = torch.isfinite(memory_mask[:, 0, 0, :]).unsqueeze(-1).float()
+        pooled = (memory * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+        return F.normalize(self.sequence_projection(pooled), dim=-1)
+
+    def s2i_loss(self, sequence, targets):
+        if self.s2i_negatives == "all":
+            logits = sequence @ self.item_representations()[1:].T / self.s2i_temperature
+            return F.cross_entropy(logits, targets - 1)
+        logits = sequence @ self.item_representations(targets).T / self.s2i_temperature
+        same_item = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+        return F.cross_entropy(logits.masked_fill(same_item, float("-inf")), torch.arange(len(targets), device=targets.device))
+
+    def calculate_loss(self, interaction):
+        memory, memory_mask, _ = self.encode(interaction)
+        targets = interaction[self.POS_ITEM_ID]
+        loss = self.generation_loss(memory, memory_mask, targets)
+        if self.s2i_weight > 0:
+            loss = loss + self.s2i_weight * self.s2i_loss(self.sequence_representation(memory, memory_mask), targets)
+        return loss
+
+    def dense_scores(self, memory, memory_mask):
+        """s2i scores of every item ``[B, n_items]``, padding -inf."""
+        scores = self.sequence_representation(memory, memory_mask) @ self.item_representations().T / self.s2i_temperature
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def full_sort_predict(self, interaction):
+        memory, memory_mask, _ = self.encode(interaction)
+        if self.score_mode == "dense":
+            return self.dense_scores(memory, memory_mask)
+        items, scores = self.beam_search(memory, memory_mask)
+        beam = scores_to_full_ranking(items, scores, self.n_items)
+        if self.score_mode == "beam":
+            return beam
+        dense = self.dense_scores(memory, memory_mask)
+        in_beam = torch.isfinite(beam)
+        # Shift beam scores above every dense score, keeping the beam order among them.
+        lowest_beam = beam.masked_fill(~in_beam, float("inf")).min(dim=1, keepdim=True).values
+        highest_dense = dense[:, 1:].max(dim=1, keepdim=True).values
+        return torch.where(in_beam, beam - lowest_beam + highest_dense + 1.0, dense)

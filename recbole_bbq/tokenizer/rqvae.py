@@ -1,0 +1,113 @@
+"""TIGER's tokenizer: an RQ-VAE over one content vector, or published codes, plus a dedup code."""
+
+import hashlib
+import json
+import os
+from logging import getLogger
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
+from recbole_bbq.data.semantic_ids import read_semantic_id_file, semantic_id_path, write_semantic_id_file
+from recbole_bbq.errors import ConfigError, DataError
+from recbole_bbq.tokenizer.bbq import mlp
+from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
+from recbole_bbq.tokenizer.tokenizer import code_statistics, deduplicate
+
+RQVAE_DEFAULTS = {
+    "modality": "text", "levels": 3, "codebook_size": 256, "latent_dim": 64, "hidden_dim": 256,
+    "beta": 0.25, "epochs": 100, "batch_size": 256, "learning_rate": 0.001, "seed": 2020,
+}
+
+
+class RQVAE(nn.Module):
+    """MLP encoder, residual quantizer, MLP decoder."""
+
+    def __init__(self, input_dim, latent_dim, hidden_dim, levels, codebook_size, beta):
+        super().__init__()
+        self.encoder = mlp(input_dim, hidden_dim, latent_dim)
+        self.quantizer = ResidualQuantizer(latent_dim, levels, codebook_size, beta)
+        self.decoder = mlp(latent_dim, hidden_dim, input_dim)
+
+    def forward(self, x):
+        z_q, codes, rq_loss = self.quantizer(self.encoder(x))
+        return F.mse_loss(self.decoder(z_q), x) + rq_loss, codes
+
+
+def fit_rqvae(features, params, device="cpu", show_progress=True):
+    """Train an RQ-VAE on ``features`` [N, d] and return its codes [N, levels] (no dedup)."""
+    torch.manual_seed(params["seed"])
+    generator = torch.Generator().manual_seed(params["seed"])
+    x = F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32), dim=-1).to(device)
+    model = RQVAE(x.shape[1], params["latent_dim"], params["hidden_dim"], params["levels"], params["codebook_size"], params["beta"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["learning_rate"])
+    with torch.no_grad():
+        model.quantizer.init_kmeans(model.encoder(x), seed=params["seed"])
+    for epoch in tqdm(range(params["epochs"]), desc="RQ-VAE", disable=not show_progress):
+        model.train()
+        for batch in torch.randperm(len(x), generator=generator).split(params["batch_size"]):
+            loss, _ = model(x[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if epoch < params["epochs"] - 1:
+            with torch.no_grad():
+                model.quantizer.reseed_dead_codes(model.encoder(x), generator)
+    model.eval()
+    with torch.no_grad():
+        codes, _ = model.quantizer.quantize(model.encoder(x))
+    return codes.cpu().numpy()
+
+
+def _published_codes(config, source, item_tokens):
+    """Codes of a published semantic-ID file (path or name in the dataset folder), in item order."""
+    path = source if os.path.isfile(source) else semantic_id_path(config["data_path"], config["dataset"], source)
+    tokens, codes, _ = read_semantic_id_file(path)
+    row_of = {token: row for row, token in enumerate(tokens)}
+    missing = [t for t in item_tokens if t not in row_of]
+    if missing:
+        raise DataError(f"{path}: no semantic ID for item '{missing[0]}'; {len(missing)} items are not covered")
+    return path, codes[[row_of[t] for t in item_tokens]]
+
+
+def tiger_semantic_ids(config, item_tokens, show_progress=True):
+    """Build (or reuse) TIGER's semantic-ID file for ``item_tokens`` (padding excluded).
+
+    Returns:
+        tuple[str, str, dict]: Path, cache key and code statistics (before dedup).
+    """
+    params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
+    source = config["semantic_ids_from"]
+    if source:
+        source_path, codes = _published_codes(config, source, item_tokens)
+        key_parts = {"source": os.path.abspath(source_path), "size": os.path.getsize(source_path)}
+        codes_fn = lambda: codes  # noqa: E731
+    else:
+        path = (config["feature_files"] or {}).get(params["modality"]) or feature_path(
+            config["data_path"], config["dataset"], params["modality"]
+        )
+        if not os.path.isfile(path):
+            raise ConfigError(f"TIGER's rqvae.modality '{params['modality']}' has no feature file {path}")
+        features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
+        features = features[1:].numpy()
+        key_parts = {"params": params, "features": hashlib.sha256(features.tobytes()).hexdigest()}
+        codes_fn = lambda: fit_rqvae(features, params, config["device"], show_progress)  # noqa: E731
+    key_parts["items"] = hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    out = os.path.join(config["data_path"], f"{config['dataset']}.tiger-{key[:16]}.sid.npz")
+    if os.path.isfile(out):
+        try:
+            _, _, meta = read_semantic_id_file(out)
+            if meta.get("cache_key") == key:
+                return out, key, meta["stats"]
+        except DataError:
+            pass
+    codes = np.asarray(codes_fn())
+    stats = code_statistics(codes, int(codes.max()) + 1)
+    write_semantic_id_file(out, item_tokens, deduplicate(codes), {"cache_key": key, "stats": stats, **key_parts})
+    getLogger().info(f"TIGER semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})")
+    return out, key, stats
