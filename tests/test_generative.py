@@ -198,3 +198,22 @@ def test_scientific_slice_trains_and_evaluates(tmp_path, scientific_slice, model
     result = run_recbole_bbq(model, "Scientific", config_dict=config_dict)
     assert_metrics(result)
     assert set(result["test_result"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)}
+
+
+def test_cli_runs_the_whole_pipeline_for_tiger(tmp_path, tiny_root):
+    import subprocess
+    import sys
+
+    from conftest import REPO_DIR
+
+    backbone = [f"--{key}={value}" for key, value in SMALL_BACKBONE.items()]
+    proc = subprocess.run(
+        [
+            sys.executable, f"{REPO_DIR}/run_recbole_bbq.py", "--model=TIGER", "--dataset=tiny",
+            f"--data_path={tiny_root}", "--semantic_ids_from=published", "--epochs=1",
+            "--show_progress=False", f"--checkpoint_dir={tmp_path / 'saved'}", *backbone,
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test result" in proc.stdout + proc.stderr
