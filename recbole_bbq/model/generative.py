@@ -96,11 +96,7 @@ class GenerativeRecommender(SequentialRecommender):
 
         def step_log_probs(prefix_codes, level):
             beams = prefix_codes.shape[1]
-            logits = self.backbone.decode(
-                memory.repeat_interleave(beams, dim=0),
-                memory_mask.repeat_interleave(beams, dim=0),
-                prefix_codes.reshape(batch * beams, level),
-            )
+            logits = self.backbone.decode(memory, memory_mask, prefix_codes.reshape(batch * beams, level), beams)
             return F.log_softmax(logits, dim=-1).view(batch, beams, -1)
 
         return constrained_beam_search(self.trie, step_log_probs, batch, self.beam_size)

@@ -100,9 +100,14 @@ class Attention(nn.Module):
     def _heads(self, x):
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.d_kv).transpose(1, 2)
 
-    def forward(self, x, context, mask=None, is_causal=False):
+    def forward(self, x, context, mask=None, is_causal=False, context_repeat=1):
+        """Attend from ``x`` to ``context``; ``context_repeat`` > 1 shares each context row with
+        that many consecutive rows of ``x`` (beams), projecting it only once."""
         q = self._heads(self.query(x))
         k, v = (self._heads(t) for t in self.key_value(context).chunk(2, dim=-1))
+        if context_repeat > 1:
+            k, v = k.repeat_interleave(context_repeat, dim=0), v.repeat_interleave(context_repeat, dim=0)
+            mask = None if mask is None else mask.repeat_interleave(context_repeat, dim=0)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )
@@ -141,10 +146,10 @@ class DecoderLayer(nn.Module):
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, y, memory, memory_mask):
+    def forward(self, y, memory, memory_mask, memory_repeat=1):
         h = self.norms[0](y)
         y = y + self.dropout(self.self_attention(h, h, is_causal=True))
-        y = y + self.dropout(self.cross_attention(self.norms[1](y), memory, memory_mask))
+        y = y + self.dropout(self.cross_attention(self.norms[1](y), memory, memory_mask, context_repeat=memory_repeat))
         return y + self.dropout(self.feed_forward(self.norms[2](y)))
 
 
@@ -209,15 +214,19 @@ class SemanticIDSeq2Seq(nn.Module):
             x = layer(x, mask)
         return self.encoder_norm(x), key_mask
 
-    def decode(self, memory, memory_mask, prefix_codes):
-        """Logits of the next code after ``prefix_codes`` [N, t] (t < T): ``[N, vocab_sizes[t]]``."""
+    def decode(self, memory, memory_mask, prefix_codes, beams=1):
+        """Logits of the next code after ``prefix_codes`` [N, t] (t < T): ``[N, vocab_sizes[t]]``.
+
+        With ``beams`` > 1, ``memory`` holds one row per user and ``N = users * beams``; each
+        user's memory is projected once and shared by its beams.
+        """
         n, t = prefix_codes.shape
         y = self.bos.expand(n, 1, -1)
         if t:
             y = torch.cat([y, self.embed_codes(prefix_codes)], dim=1)
         y = self.dropout(y + self.level.weight[: t + 1])
         for layer in self.decoder:
-            y = layer(y, memory, memory_mask)
+            y = layer(y, memory, memory_mask, memory_repeat=beams)
         return self.heads[t](self.decoder_norm(y[:, -1]))
 
     def teacher_forcing_logits(self, memory, memory_mask, target_codes):
