@@ -8,8 +8,8 @@ import numpy as np
 
 from recbole.utils import init_seed
 
+from recbole_bbq.data.encoding import cached_feature_file
 from recbole_bbq.data.features import read_feature_file, write_feature_file
-from recbole_bbq.errors import DataError
 
 # Budget of the behaviour SASRec; override with the ``behaviour`` dict in YAML.
 BEHAVIOUR_DEFAULTS = {
@@ -100,14 +100,10 @@ def behaviour_embeddings(config, show_progress=True):
     train_data, _, _ = data_preparation(behaviour_config, dataset)
     key = behaviour_cache_key(behaviour_config, train_data._dataset)
     path = os.path.join(config["data_path"], f"{config['dataset']}.behaviour-{key[:16]}.npz")
-    if os.path.isfile(path):
-        try:
-            cached = read_feature_file(path)
-            if cached.meta.get("cache_key") == key:
-                logger.info(f"behaviour vectors: reusing {path}")
-                return cached
-        except DataError:
-            pass  # unreadable: train again and overwrite
+    cached = cached_feature_file(path, key)
+    if cached is not None:
+        logger.info(f"behaviour vectors: reusing {path}")
+        return cached
     logger.info(f"behaviour vectors: training SASRec on the train split only -> {path}")
     init_seed(behaviour_config["seed"], behaviour_config["reproducibility"])
     model = get_model("SASRec")(behaviour_config, train_data._dataset).to(behaviour_config["device"])

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
-from recbole_bbq.data.semantic_ids import read_semantic_id_file, semantic_id_path, write_semantic_id_file
+from recbole_bbq.data.semantic_ids import align_codes, read_semantic_id_file, semantic_id_path, write_semantic_id_file
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.tokenizer.bbq import mlp
 from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
@@ -67,11 +67,9 @@ def _published_codes(config, source, item_tokens):
     """Codes of a published semantic-ID file (path or name in the dataset folder), in item order."""
     path = source if os.path.isfile(source) else semantic_id_path(config["data_path"], config["dataset"], source)
     tokens, codes, _ = read_semantic_id_file(path)
-    row_of = {token: row for row, token in enumerate(tokens)}
-    missing = [t for t in item_tokens if t not in row_of]
-    if missing:
-        raise DataError(f"{path}: no semantic ID for item '{missing[0]}'; {len(missing)} items are not covered")
-    return path, codes[[row_of[t] for t in item_tokens]]
+    # Published codes may collide; TIGER appends a dedup code, so uniqueness is not required here.
+    aligned = align_codes(path, tokens, codes, ["[PAD]", *item_tokens], require_unique=False)
+    return path, aligned[1:].numpy()
 
 
 def tiger_semantic_ids(config, item_tokens, show_progress=True):
