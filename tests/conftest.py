@@ -43,3 +43,24 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return str(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def scientific_slice(tmp_path_factory):
+    """Scientific-MM (real text/image vectors) restricted to its first 300 users.
+
+    Returns the data_path that holds the converted ``Scientific`` folder.
+    """
+    sys.path.insert(0, os.path.join(REPO_DIR, "dataset_scripts"))
+    import unisrec
+
+    root = tmp_path_factory.mktemp("scientific")
+    unisrec.convert(os.path.join(SHARED_DATA, "amazon_scientific_mm"), "Scientific", str(root))
+    folder = root / "Scientific"
+    header, *rows = (folder / "Scientific.test.inter").read_text().splitlines()
+    users = {row.split("\t")[0] for row in rows[:300]}
+    for split in ("train", "valid", "test"):
+        path = folder / f"Scientific.{split}.inter"
+        header, *rows = path.read_text().splitlines()
+        path.write_text("\n".join([header, *[r for r in rows if r.split("\t")[0] in users]]) + "\n")
+    return root

@@ -166,28 +166,6 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_root):
         run_model("TIGER", tmp_path, tiny_root, semantic_ids_from=str(partial))
 
 
-@pytest.fixture(scope="module")
-def scientific_slice(tmp_path_factory):
-    """Scientific-MM (real text/image vectors) restricted to its first 300 users."""
-    import sys
-
-    from conftest import REPO_DIR, SHARED_DATA
-
-    sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")
-    import unisrec
-
-    root = tmp_path_factory.mktemp("scientific")
-    unisrec.convert(f"{SHARED_DATA}/amazon_scientific_mm", "Scientific", str(root))
-    folder = root / "Scientific"
-    header, *rows = (folder / "Scientific.test.inter").read_text().splitlines()
-    users = {row.split("\t")[0] for row in rows[:300]}
-    for split in ("train", "valid", "test"):
-        path = folder / f"Scientific.{split}.inter"
-        header, *rows = path.read_text().splitlines()
-        path.write_text("\n".join([header, *[r for r in rows if r.split("\t")[0] in users]]) + "\n")
-    return root
-
-
 @pytest.mark.parametrize("model", ["TIGER", "BBQRec"])
 def test_scientific_slice_trains_and_evaluates(tmp_path, scientific_slice, model):
     config_dict = tiny_config(

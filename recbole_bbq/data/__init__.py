@@ -8,13 +8,14 @@ from recbole_bbq.data.dataset import MultiModalSequentialDataset, SequentialData
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 
 # Plugin models that read item features or semantic IDs use the multi-modal hook.
-BBQRecDataset = BBQSASRecDataset = TIGERDataset = MMTIGERDataset = MultiModalSequentialDataset
+BBQRecDataset = BBQSASRecDataset = TIGERDataset = MMTIGERDataset = UniSRecDataset = MultiModalSequentialDataset
 
 __all__ = [
     "BBQRecDataset",
     "BBQSASRecDataset",
     "MMTIGERDataset",
     "TIGERDataset",
+    "UniSRecDataset",
     "EMBEDDED_DATASETS",
     "MultiModalSequentialDataset",
     "SequentialDataset",
