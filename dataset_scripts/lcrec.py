@@ -9,18 +9,27 @@ Input folder (``<P>`` = source prefix, e.g. ``Scientific``):
   ``{item: ["<a_12>", ...]}`` published semantic IDs, each written as ``NAME.<id>.sid.npz``
   (``<id>`` = ``index``, ``index_<x>``, or the folder name for ``<method>/<P>.index.json``).
 
+``--code-features index_lemb=text,index_vitemb=image`` also writes each listed semantic-ID file
+as a *code-derived* modality: the one-hot encoding of the item's code tuple (L levels x K codes,
+e.g. 4 x 256 = 1,024-d for MQL4GRec Instruments). Use it where the published codes are the only
+signal and the raw vectors are not available; the vectors carry no more than the codes do.
+
 Output: ``NAME.inter`` whose timestamp is the position in the user's list (so RecBole's
 leave-one-out split by time gives LC-Rec's last = test, second last = valid), ``NAME.item``,
 ``NAME.yaml`` and the semantic-ID files.
 
 Example:
     python dataset_scripts/lcrec.py --input ../shared/data/amazon_scientific_lcrec --name Scientific
+    python dataset_scripts/lcrec.py --input ../shared/data/amazon_instruments_mql4grec --name Instruments \
+        --code-features index_lemb=text,index_vitemb=image
 """
 
 import json
 import os
 import re
 import sys
+
+import numpy as np
 
 from _common import (
     DEFAULT_MAX_HISTORY,
@@ -129,7 +138,54 @@ def find_index_files(folder, prefix):
     return found
 
 
-def convert(input, name, output_dir="dataset", max_history=DEFAULT_MAX_HISTORY, source_name=None):
+def one_hot_codes(codes, codebook_size=None):
+    """One-hot encoding of code tuples: ``[N, L]`` codes -> ``[N, L * K]`` float32 (K per level).
+
+    Args:
+        codes (array-like): Integer codes, one row per item.
+        codebook_size (int, optional): Codes per level K; default the largest code + 1.
+
+    Returns:
+        np.ndarray: Row ``i`` has a 1 at ``l * K + codes[i, l]`` for every level ``l``.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    size = int(codebook_size or codes.max() + 1)
+    out = np.zeros((len(codes), codes.shape[1] * size), dtype=np.float32)
+    rows = np.arange(len(codes))[:, None]
+    out[rows, np.arange(codes.shape[1]) * size + codes] = 1.0
+    return out
+
+
+def parse_code_features(spec):
+    """``"index_lemb=text,index_vitemb=image"`` -> ``{"index_lemb": "text", ...}``."""
+    mapping = {}
+    for part in filter(None, (spec or "").split(",")):
+        sid_name, sep, modality = part.partition("=")
+        if not sep or not sid_name.strip() or not modality.strip():
+            raise DataError(f"--code-features: expected SEMANTIC_ID=MODALITY, got {part!r}")
+        mapping[sid_name.strip()] = modality.strip()
+    return mapping
+
+
+def add_code_features(conversion, code_features):
+    """Register each semantic-ID file named in ``code_features`` as a one-hot modality."""
+    for sid_name, modality in code_features.items():
+        if sid_name not in conversion.semantic_ids:
+            raise DataError(
+                f"--code-features: no semantic-ID file '{sid_name}' in the input "
+                f"(found: {', '.join(sorted(conversion.semantic_ids)) or 'none'})"
+            )
+        tokens, codes, meta = conversion.semantic_ids[sid_name]
+        levels, size = len(codes[0]), int(np.max(codes)) + 1
+        matrix = one_hot_codes(codes, size)
+        source = f"code-derived: one-hot of {sid_name} ({levels} x {size} codes), not raw vectors"
+        conversion.features[modality] = (tokens, matrix, {"source": source, "semantic_ids": sid_name})
+        conversion.note(f"modality '{modality}': {matrix.shape[0]} x {matrix.shape[1]}, {source}")
+
+
+def convert(
+    input, name, output_dir="dataset", max_history=DEFAULT_MAX_HISTORY, source_name=None, code_features=None
+):
     """Convert an LC-Rec JSON folder.
 
     Args:
@@ -138,6 +194,8 @@ def convert(input, name, output_dir="dataset", max_history=DEFAULT_MAX_HISTORY, 
         output_dir (str): Parent folder of the output.
         max_history (int): ``MAX_ITEM_LIST_LENGTH`` of the dataset.
         source_name (str, optional): File prefix; auto-detected from the one ``*.inter.json``.
+        code_features (str | dict, optional): Semantic-ID files to expose as one-hot modalities,
+            ``"index_lemb=text,index_vitemb=image"`` or the equivalent dict.
 
     Returns:
         dict: Dataset statistics (see ``_common.dataset_stats``).
@@ -176,6 +234,9 @@ def convert(input, name, output_dir="dataset", max_history=DEFAULT_MAX_HISTORY, 
             f"semantic IDs '{sid_name}': {len(tokens)} x {len(codes[0])} from {os.path.relpath(path, input)} "
             f"({covered} of {len(catalogue)} items covered, {distinct} distinct code tuples)"
         )
+    if isinstance(code_features, str):
+        code_features = parse_code_features(code_features)
+    add_code_features(conversion, code_features or {})
     write_conversion(conversion, output_dir)
     return conversion.stats
 
@@ -184,6 +245,10 @@ def build_parser():
     """The command-line interface."""
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--source-name", help="file prefix in --input (default: the one *.inter.json)")
+    parser.add_argument(
+        "--code-features",
+        help="expose semantic-ID files as one-hot (code-derived) modalities, e.g. index_lemb=text,index_vitemb=image",
+    )
     return parser
 
 

@@ -15,7 +15,7 @@ from recbole_bbq.resources import property_file
 
 STAGES = ("features", "behavior", "tokenize", "train")
 # Models whose dataset needs semantic IDs, and the tokenizer that makes them.
-SEMANTIC_ID_MODELS = {"BBQRec": "bbq", "BBQSASRec": "bbq", "TIGER": "tiger"}
+SEMANTIC_ID_MODELS = {"BBQRec": "bbq", "BBQSASRec": "bbq", "TIGER": "tiger", "MMTIGER": "mmtiger"}
 
 
 def stage_config(dataset, config_file_list=None, config_dict=None, model=None):
@@ -101,7 +101,7 @@ def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None
     from recbole_bbq.tokenizer.rqvae import tiger_semantic_ids
 
     item_tokens = [str(t) for t in SequentialDataset(config).field2id_token[config["ITEM_ID_FIELD"]][1:]]
-    path, key, _ = tiger_semantic_ids(config, item_tokens, show_progress=show_progress)
+    path, key, _ = tiger_semantic_ids(config, item_tokens, show_progress=show_progress, kind=kind)
     return {"semantic_ids_file": path, "semantic_ids_key": key}
 
 

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO_DIR, SHARED_DATA
 
 from recbole_bbq.config import Config
-from recbole_bbq.data.features import align_to_items, read_feature_file
+from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import read_semantic_id_file
 from recbole_bbq.errors import DataError
 from recbole_bbq.utils import create_dataset
@@ -214,6 +214,24 @@ def test_lcrec_instruments_index_files_and_asin_column(tmp_path):
     assert header == ["item_id:token", "asin:token"]
     assert items[0] == ["0", "B002SQJL9U"] and len(items) == 6250
     assert any("semantic IDs 'index_vitemb': 6250 x 4" in line for line in stats["notes"])
+
+
+def test_instruments_code_features_are_one_hot_code_tuples(tmp_path):
+    stats = lcrec.convert(INSTRUMENTS, "Instruments", str(tmp_path), code_features="index_lemb=text,index_vitemb=image")
+    data_dir = tmp_path / "Instruments"
+    for sid_name, modality in (("index_lemb", "text"), ("index_vitemb", "image")):
+        tokens, codes, _ = read_semantic_id_file(str(data_dir / f"Instruments.{sid_name}.sid.npz"))
+        feature = read_feature_file(feature_path(data_dir, "Instruments", modality))
+        assert feature.features.shape == (6250, 1024) and list(feature.tokens) == list(tokens)
+        blocks = feature.features.reshape(6250, 4, 256)
+        assert (blocks.sum(axis=2) == 1).all() and np.array_equal(blocks.argmax(axis=2), codes)
+        assert "code-derived" in feature.meta["source"]
+    config = yaml.safe_load((data_dir / "Instruments.yaml").read_text())
+    assert config["modalities"] == ["text", "image"] and config["modality_dims"] == {"text": 1024, "image": 1024}
+    assert any("code-derived: one-hot of index_vitemb (4 x 256 codes)" in line for line in stats["notes"])
+    with pytest.raises(DataError, match="no semantic-ID file 'index_x'"):
+        lcrec.convert(INSTRUMENTS, "Bad", str(tmp_path), code_features="index_x=text")
+    assert not (tmp_path / "Bad").exists()
 
 
 def test_movielens_with_posters(tmp_path):

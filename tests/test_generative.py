@@ -28,8 +28,10 @@ def tiny_root(tmp_path_factory):
     shutil.copytree(f"{TEST_DATA}/tiny", root / "tiny")
     rng = np.random.default_rng(0)
     write_feature_file(feature_path(root / "tiny", "tiny", "text"), ITEMS, rng.normal(size=(30, 16)))
+    write_feature_file(feature_path(root / "tiny", "tiny", "image"), ITEMS, rng.normal(size=(30, 12)))
     codes = np.array([[i % 3, (i // 3) % 4, i // 12] for i in range(30)])
     write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published"), ITEMS, codes)
+    write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published2"), ITEMS, codes[:, ::-1] % 2)
     return root
 
 
@@ -70,11 +72,34 @@ def assert_metrics(result):
         ("BBQRec", {"score_mode": "beam"}),
         ("BBQRec", {"score_mode": "dense", "sim_source": "codes"}),
         ("BBQRec", {"score_mode": "fused", "s2i_negatives": "batch"}),
+        ("MMTIGER", {"modalities": ["text", "image"]}),  # one RQ-VAE per modality
+        ("MMTIGER", {"semantic_ids_from": ["published", "published2"]}),
     ],
 )
 def test_trains_and_evaluates_with_full_ranking(tmp_path, tiny_root, model, overrides):
     result, _ = run_model(model, tmp_path, tiny_root, **overrides)
     assert_metrics(result)
+
+
+def test_mmtiger_concatenates_independent_per_modality_codes(tmp_path, tiny_root):
+    def codes(model, **overrides):
+        """The model's semantic IDs in ITEMS order."""
+        config_dict = model_config(tmp_path, tiny_root, **overrides)
+        path = prepare_semantic_ids(model, "tiny", config_dict=config_dict, show_progress=False)["semantic_ids_file"]
+        tokens, item_codes, _ = read_semantic_id_file(path)
+        return item_codes[np.argsort(tokens)][np.argsort(np.argsort(ITEMS))]
+
+    text = codes("TIGER", rqvae={**model_config(tmp_path, tiny_root)["rqvae"], "modality": "text"})
+    image = codes("TIGER", rqvae={**model_config(tmp_path, tiny_root)["rqvae"], "modality": "image"})
+    both = codes("MMTIGER", modalities=["text", "image"])
+    assert both.shape == (30, 2 * 3 + 1)  # text levels, image levels, dedup code
+    np.testing.assert_array_equal(both[:, :3], text[:, :3])
+    np.testing.assert_array_equal(both[:, 3:6], image[:, :3])
+    published = codes("MMTIGER", semantic_ids_from=["published", "published2"])
+    raw = read_semantic_id_file(semantic_id_path(tiny_root / "tiny", "tiny", "published"))[1]
+    np.testing.assert_array_equal(published[:, :6], np.concatenate([raw, raw[:, ::-1] % 2], axis=1))
+    with pytest.raises(ConfigError, match="TIGER takes one semantic_ids_from file"):
+        codes("TIGER", semantic_ids_from=["published", "published2"])
 
 
 def test_beam_search_with_all_items_equals_teacher_forcing(tmp_path, tiny_root):
@@ -166,7 +191,7 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_root):
         run_model("TIGER", tmp_path, tiny_root, semantic_ids_from=str(partial))
 
 
-@pytest.mark.parametrize("model", ["TIGER", "BBQRec"])
+@pytest.mark.parametrize("model", ["TIGER", "BBQRec", "MMTIGER"])
 def test_scientific_slice_trains_and_evaluates(tmp_path, scientific_slice, model):
     config_dict = tiny_config(
         tmp_path, data_path=str(scientific_slice), behaviour={"epochs": 1}, beam_size=20,

@@ -1,4 +1,4 @@
-"""TIGER's tokenizer: an RQ-VAE over one content vector, or published codes, plus a dedup code."""
+"""TIGER/MMTIGER tokenizers: RQ-VAEs over content vectors, or published codes, plus a dedup code."""
 
 import hashlib
 import json
@@ -72,31 +72,63 @@ def _published_codes(config, source, item_tokens):
     return path, aligned[1:].numpy()
 
 
-def tiger_semantic_ids(config, item_tokens, show_progress=True):
-    """Build (or reuse) TIGER's semantic-ID file for ``item_tokens`` (padding excluded).
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _code_sources(config, kind, params, item_tokens, show_progress):
+    """Cache-key parts and code builders of each part of the semantic ID.
+
+    TIGER has one part (``rqvae.modality`` or one ``semantic_ids_from`` file); MMTIGER has one
+    per modality (``mmtiger_modalities``, default ``modalities``) or per published file, each
+    with its own RQ-VAE and codebooks.
+    """
+    published = _as_list(config["semantic_ids_from"])
+    if published:
+        if kind == "tiger" and len(published) > 1:
+            raise ConfigError(f"TIGER takes one semantic_ids_from file, got {published}; MMTIGER concatenates several")
+        sources = []
+        for name in published:
+            path, codes = _published_codes(config, name, item_tokens)
+            sources.append(({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c))
+        return sources
+    if kind == "tiger":
+        modalities = [params["modality"]]
+    else:
+        modalities = _as_list(config["mmtiger_modalities"] or config["modalities"])
+        if not modalities:
+            raise ConfigError("MMTIGER needs modalities: set 'mmtiger_modalities' or 'modalities' (e.g. [text, image])")
+    sources = []
+    for modality in modalities:
+        path = (config["feature_files"] or {}).get(modality) or feature_path(config["data_path"], config["dataset"], modality)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{kind.upper()}: modality '{modality}' has no feature file {path}")
+        features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
+        features = features[1:].numpy()
+        key = {"modality": modality, "params": params, "features": hashlib.sha256(features.tobytes()).hexdigest()}
+        sources.append((key, lambda f=features: fit_rqvae(f, params, config["device"], show_progress)))
+    return sources
+
+
+def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
+    """Build (or reuse) the semantic-ID file of TIGER (``kind="tiger"``) or MMTIGER (``"mmtiger"``).
+
+    TIGER quantizes one content vector; MMTIGER quantizes every modality with its own RQ-VAE
+    (no shared codebook, no behaviour alignment) and concatenates the per-modality codes. Both
+    append a dedup code.
 
     Returns:
         tuple[str, str, dict]: Path, cache key and code statistics (before dedup).
     """
     params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
-    source = config["semantic_ids_from"]
-    if source:
-        source_path, codes = _published_codes(config, source, item_tokens)
-        key_parts = {"source": os.path.abspath(source_path), "size": os.path.getsize(source_path)}
-        codes_fn = lambda: codes  # noqa: E731
-    else:
-        path = (config["feature_files"] or {}).get(params["modality"]) or feature_path(
-            config["data_path"], config["dataset"], params["modality"]
-        )
-        if not os.path.isfile(path):
-            raise ConfigError(f"TIGER's rqvae.modality '{params['modality']}' has no feature file {path}")
-        features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
-        features = features[1:].numpy()
-        key_parts = {"params": params, "features": hashlib.sha256(features.tobytes()).hexdigest()}
-        codes_fn = lambda: fit_rqvae(features, params, config["device"], show_progress)  # noqa: E731
-    key_parts["items"] = hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest()
+    sources = _code_sources(config, kind, params, item_tokens, show_progress)
+    key_parts = {
+        "kind": kind,
+        "parts": [part for part, _ in sources],
+        "items": hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest(),
+    }
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
-    out = os.path.join(config["data_path"], f"{config['dataset']}.tiger-{key[:16]}.sid.npz")
+    out = os.path.join(config["data_path"], f"{config['dataset']}.{kind}-{key[:16]}.sid.npz")
     if os.path.isfile(out):
         try:
             _, _, meta = read_semantic_id_file(out)
@@ -104,8 +136,8 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True):
                 return out, key, meta["stats"]
         except DataError:
             pass
-    codes = np.asarray(codes_fn())
+    codes = np.concatenate([np.asarray(build()) for _, build in sources], axis=1)
     stats = code_statistics(codes, int(codes.max()) + 1)
     write_semantic_id_file(out, item_tokens, deduplicate(codes), {"cache_key": key, "stats": stats, **key_parts})
-    getLogger().info(f"TIGER semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})")
+    getLogger().info(f"{kind.upper()} semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})")
     return out, key, stats
