@@ -1,6 +1,7 @@
 """Trainers: RecBole's trainers made to work on torch >= 2.6 and on multi-process CPU runs."""
 
 import functools
+import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -25,6 +26,9 @@ class CompatTrainerMixin:
     * Loads checkpoints with ``weights_only=False`` (torch >= 2.6).
     * Wraps the model in DDP without ``device_ids`` on CPU (RecBole passes ``[local_rank]``,
       which DDP rejects for CPU modules) and shares rank 0's checkpoint path with all ranks.
+    * ``max_train_seconds`` (config key, default none): stop training before the next epoch
+      once this much wall time has passed since :meth:`fit` started and at least one
+      validation has run; the best checkpoint so far is kept, as with early stopping.
     """
 
     def __init__(self, config, model):
@@ -41,6 +45,33 @@ class CompatTrainerMixin:
             super().__init__(config, model)
         if not config["single_spec"]:
             self.saved_model_file = self._rank0_value(self.saved_model_file)
+
+    def fit(self, *args, **kwargs):
+        """RecBole's ``fit`` with an optional wall-time budget (``max_train_seconds``)."""
+        self._fit_started = time.monotonic()
+        try:
+            return super().fit(*args, **kwargs)
+        except _TrainingBudgetSpent as budget:
+            self.logger.info(str(budget))
+            return self.best_valid_score, self.best_valid_result
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        self._check_time_budget(epoch_idx)
+        return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+
+    def _check_time_budget(self, epoch_idx):
+        budget = self.config["max_train_seconds"]
+        if not budget or self.best_valid_result is None:
+            return
+        elapsed = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
+        spent = elapsed >= float(budget)
+        if not self.config["single_spec"]:
+            spent = self._rank0_value(spent)  # every rank stops at the same epoch
+        if spent:
+            raise _TrainingBudgetSpent(
+                f"max_train_seconds={budget} reached after {elapsed:.0f} s: stopping before epoch "
+                f"{epoch_idx} and keeping the best checkpoint (valid {self.best_valid_score:.4f})"
+            )
 
     @staticmethod
     def _rank0_value(value):
@@ -76,6 +107,10 @@ class CompatTrainerMixin:
         self.best_valid_score = checkpoint["best_valid_score"]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+class _TrainingBudgetSpent(Exception):
+    """Raised inside :meth:`CompatTrainerMixin.fit` when ``max_train_seconds`` is spent."""
 
 
 @functools.cache

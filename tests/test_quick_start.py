@@ -44,3 +44,21 @@ def test_test_result_comes_from_the_reloaded_best_checkpoint(tmp_path):
 
     fresh = Trainer(config, get_model("SASRec")(config, train._dataset))
     assert fresh.evaluate(test, load_best_model=True, model_file=trainer.saved_model_file) == reloaded
+
+
+def test_max_train_seconds_stops_after_the_first_validated_epoch(tmp_path):
+    """A spent time budget ends training before the next epoch and keeps the best checkpoint."""
+    from recbole_bbq.config import Config
+    from recbole_bbq.trainer import Trainer
+    from recbole_bbq.utils import create_dataset, data_preparation, get_model
+
+    config = Config("SASRec", "tiny", config_dict=tiny_config(tmp_path, epochs=5, max_train_seconds=1e-9))
+    train, valid, test = data_preparation(config, create_dataset(config))
+    trainer = Trainer(config, get_model("SASRec")(config, train._dataset))
+    epochs = []
+    original = trainer._train_epoch
+    trainer._train_epoch = lambda *args, **kwargs: epochs.append(args[1]) or original(*args, **kwargs)
+    score, result = trainer.fit(train, valid, saved=True, show_progress=False)
+    assert epochs == [0, 1]  # epoch 1 is refused: the budget is spent and epoch 0 was validated
+    assert result is not None and score == trainer.best_valid_score
+    assert set(trainer.evaluate(test, load_best_model=True)) == set(result)
