@@ -6,14 +6,20 @@ Examples:
     python run_recbole_bbq.py --model=SASRec --nproc=2          # 2 processes (GPUs, or gloo on CPU)
     python run_recbole_bbq.py --model=BBQRec --dataset=Scientific --stage=tokenize
 
-Any ``--key=value`` that is not an option below is passed to RecBole's Config as an override.
+Comparison (every model x seed under one protocol; results/<dataset>/comparison.md, .csv, .png,
+protocol.json and runs/<model>-seed<seed>.json; a rerun skips the finished runs):
+    python run_recbole_bbq.py --model=SASRec,TIGER,BBQRec --dataset=Scientific --seeds=2020,2021,2022
+    python run_recbole_bbq.py --model=SASRec,GRU4Rec --dataset=ml-100k --seeds=1,2 --results_dir=out
+
+Any ``--key=value`` that is not an option below is passed to RecBole's Config as an override
+(in a comparison: to every run).
 """
 
 import argparse
 import sys
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
-from recbole_bbq.errors import RecBoleBBQError
+from recbole_bbq.errors import ConfigError, RecBoleBBQError
 
 DEFAULT_MODEL = "SASRec"
 DEFAULT_DATASET = "ml-100k"
@@ -34,6 +40,16 @@ def build_parser():
         choices=["features", "behavior", "tokenize", "train"],
         help="run the pipeline up to this stage (default: train, i.e. everything)",
     )
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="comma-separated seeds, e.g. 2020,2021,2022: compare every --model (comma-separated) "
+        "over these seeds",
+    )
+    parser.add_argument(
+        "--results_dir", default="results", help="root folder of comparison results (default: results)"
+    )
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
@@ -46,14 +62,61 @@ def build_parser():
     return parser
 
 
+def parse_seeds(text):
+    """``"2020,2021"`` -> ``[2020, 2021]`` (an argparse type)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got '{text}'")
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def is_comparison(args):
+    """A comparison runs when several models or ``--seeds`` are given."""
+    return "," in args.model or args.seeds is not None
+
+
+def run_comparison_cli(args, config_file_list, argv):
+    """Run :func:`recbole_bbq.compare.run_comparison`; print where the report is and its table.
+
+    Returns:
+        int: 0 when at least one run succeeded, 1 when every run failed.
+    """
+    if args.stage != "train":
+        raise ConfigError("--stage applies to one model; a comparison always trains (drop --stage)")
+    if args.nproc != 1 or args.world_size > 0:
+        raise ConfigError("a comparison runs in one process; drop --nproc/--world_size")
+    if args.seeds is not None and any(arg.startswith("--seed=") for arg in argv):
+        raise ConfigError("--seed=... would override every run's seed; give the seeds with --seeds only")
+    from recbole_bbq.compare import run_comparison
+
+    summary = run_comparison(
+        [m for m in args.model.split(",") if m.strip()],
+        args.dataset,
+        args.seeds,
+        config_file_list=config_file_list,
+        results_dir=args.results_dir,
+    )
+    print(f"\ncomparison: {summary['markdown']}")
+    print(summary["table"])
+    if summary["n_failed"]:
+        total = summary["n_ok"] + summary["n_failed"]
+        print(f"{summary['n_failed']} of {total} runs failed (see the report)")
+    return 0 if summary["n_ok"] else 1
+
+
 def main(argv=None):
     args, _ = build_parser().parse_known_args(argv)
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     from recbole_bbq.pipeline import run_pipeline, run_stage
 
     try:
+        if is_comparison(args):
+            return run_comparison_cli(args, config_file_list, sys.argv[1:] if argv is None else argv)
         if args.stage != "train":
-            print(run_stage(args.stage, args.dataset, config_file_list=config_file_list))
+            print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
             return 0
         run_pipeline(
             args.model,

@@ -20,7 +20,9 @@ class Config(RecBoleConfig):
     1. RecBole's own internal defaults (``overall.yaml``, model and dataset YAML, quick-start YAML).
     2. ``properties/overall.yaml`` of recbole_bbq (the shared evaluation protocol).
     3. ``properties/model/<Model>.yaml`` of recbole_bbq.
-    4. ``properties/dataset/<dataset>.yaml`` of recbole_bbq.
+    4. ``properties/dataset/<dataset>.yaml`` of recbole_bbq, then
+       ``properties/dataset/<dataset>/<Model>.yaml`` (a model's budget on that dataset, e.g.
+       BBQRec's CPU-sized defaults for the embedded ml-100k).
     5. ``<data_path>/<dataset>/<dataset>.yaml`` written by ``dataset_scripts/`` next to the data.
     6. User config files, then ``config_dict``, then ``--key=value`` on the command line.
 
@@ -94,6 +96,7 @@ class Config(RecBoleConfig):
             (property_file("overall.yaml"), False),
             (property_file("model", f"{model}.yaml"), False),
             (property_file("dataset", f"{dataset}.yaml"), True),
+            (property_file("dataset", dataset, f"{model}.yaml"), True),
             (os.path.join(data_root, dataset, f"{dataset}.yaml"), True),
         ]
 

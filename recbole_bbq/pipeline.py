@@ -23,13 +23,15 @@ def stage_config(dataset, config_file_list=None, config_dict=None, model=None):
 
     They depend only on the data and on the ``behaviour``, ``tokenizer`` and ``rqvae`` sections,
     so the config is built for the behaviour model (SASRec) with the tokenizer defaults
-    (``properties/tokenizer/BBQ.yaml``) and ``model``'s own YAML below the user's files.
+    (``properties/tokenizer/BBQ.yaml``), then ``model``'s own YAML and its budget on this dataset
+    (``properties/dataset/<dataset>/<model>.yaml``), below the user's files.
     """
     from recbole_bbq.config import Config
 
     files = [property_file("tokenizer", "BBQ.yaml")]
-    if model and os.path.isfile(property_file("model", f"{model}.yaml")):
-        files.append(property_file("model", f"{model}.yaml"))
+    if model:
+        candidates = (property_file("model", f"{model}.yaml"), property_file("dataset", dataset, f"{model}.yaml"))
+        files += [path for path in candidates if os.path.isfile(path)]
     files += list(config_file_list or [])
     config = Config("SASRec", dataset, config_file_list=files, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -48,7 +50,7 @@ def run_features_stage(config):
     )
 
 
-def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_progress=True):
+def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_progress=True, model=None):
     """Run ``stage`` (and what it needs) and return the text to print.
 
     Args:
@@ -57,13 +59,15 @@ def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_prog
         config_file_list (list[str], optional): YAML files.
         config_dict (dict, optional): Overrides.
         show_progress (bool): Show progress bars.
+        model (str, optional): The model the stages are for; its YAML (and its budget on this
+            dataset) shapes the behaviour and tokenizer settings, as in training.
 
     Returns:
         str: A summary; for ``tokenize`` the statistics table, one line per statistic.
     """
     if stage not in STAGES[:-1]:
         raise ConfigError(f"--stage must be one of {list(STAGES)}, got '{stage}'")
-    config = stage_config(dataset, config_file_list, config_dict)
+    config = stage_config(dataset, config_file_list, config_dict, model=model)
     init_logger(config)
     if stage == "features":
         return run_features_stage(config)

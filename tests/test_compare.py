@@ -1,0 +1,234 @@
+"""The comparison command: every model x seed, per-run JSON, resume, report files and the CLI."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import ttest_rel
+
+from conftest import REPO_DIR, TEST_DATA, tiny_config
+import recbole_bbq.compare as compare
+from recbole_bbq.compare import run_comparison
+
+CLI = os.path.join(REPO_DIR, "run_recbole_bbq.py")
+REPORT_FILES = ("comparison.md", "comparison.csv", "comparison.png", "protocol.json")
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["model"]: row for row in csv.DictReader(f)}
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_json(out, model, seed):
+    return read_json(out / "runs" / f"{model}-seed{seed}.json")
+
+
+def fake_pipeline(fail=None):
+    """A stand-in for run_pipeline: SASRec beats GRU4Rec by a seed-dependent margin."""
+    calls = []
+
+    def run(model, dataset, config_file_list=None, config_dict=None, **kwargs):
+        seed = config_dict["seed"]
+        calls.append((model, seed))
+        if fail and (model, seed) in fail:
+            raise RuntimeError("while training\nCUDA out of memory (fake)")
+        base = {"SASRec": 0.30, "GRU4Rec": 0.20}.get(model, 0.10)
+        slope = 0.01 if model == "SASRec" else 0.02
+        test = {"recall@10": base + 0.02 * seed, "ndcg@10": base / 2 + slope * seed * seed}
+        return {"best_valid_score": base + 0.001 * seed, "best_valid_result": {"ndcg@10": base}, "test_result": test}
+
+    run.calls = calls
+    return run
+
+
+def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, capsys):
+    returned = {}
+    real = compare.run_pipeline
+
+    def spy(model, dataset, config_file_list=None, config_dict=None, **kwargs):
+        result = real(model, dataset, config_file_list, config_dict, **kwargs)
+        returned[model, config_dict["seed"]] = result
+        return result
+
+    monkeypatch.setattr(compare, "run_pipeline", spy)
+    models, seeds, res = ["SASRec", "GRU4Rec", "NoSuchModel"], [1, 2], str(tmp_path / "res")
+    summary = run_comparison(models, "tiny", seeds, config_dict=tiny_config(tmp_path), results_dir=res)
+    out = tmp_path / "res" / "tiny"
+    assert all((out / name).is_file() for name in REPORT_FILES)
+    assert (summary["n_ok"], summary["n_failed"]) == (4, 2)
+    assert set(returned) == {(m, s) for m in models[:2] for s in seeds}
+
+    # Per-run JSON == what run_pipeline returned; CSV mean/std == those over the seeds.
+    rows = read_csv(out / "comparison.csv")
+    assert list(rows) == models
+    for model in models[:2]:
+        runs = [run_json(out, model, seed) for seed in seeds]
+        assert all(r["status"] == "ok" and r["config"]["seed"] == s for r, s in zip(runs, seeds))
+        for run, seed in zip(runs, seeds):
+            assert run["test_result"] == dict(returned[model, seed]["test_result"])
+            assert run["wall_time_s"] > 0
+        for metric in runs[0]["test_result"]:
+            values = [r["test_result"][metric] for r in runs]
+            assert float(rows[model][f"{metric}_mean"]) == pytest.approx(np.mean(values), rel=1e-12, abs=0)
+            assert float(rows[model][f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1), rel=1e-9, abs=1e-15)
+        assert (rows[model]["status"], rows[model]["n_seeds"], rows[model]["error"]) == ("ok", "2", "")
+
+    failed = run_json(out, "NoSuchModel", 1)
+    assert failed["status"] == "failed" and failed["error_type"] == "UnknownModelError"
+    assert failed["error"].startswith("UnknownModelError: Unknown model 'NoSuchModel'")
+    assert rows["NoSuchModel"]["status"] == "failed" and rows["NoSuchModel"]["n_seeds"] == "0"
+    assert rows["NoSuchModel"]["ndcg@10_mean"] == "" and "UnknownModelError" in rows["NoSuchModel"]["error"]
+
+    report = (out / "comparison.md").read_text()
+    table = report.split("## Test results")[1]
+    assert table.index("| SASRec |") < table.index("| GRU4Rec |") < table.index("| NoSuchModel |")
+    assert "failed: UnknownModelError" in report and " ± " in report
+    assert report.count("**") >= 2 * 7 and "<u>" in report  # a best and a second in each column
+    for text in ("all items (full ranking)", "none (RecBole default", "MAX_ITEM_LIST_LENGTH", "ttest_rel", "low power"):
+        assert text in report
+    protocol = read_json(out / "protocol.json")
+    assert protocol["dataset"] == "tiny" and protocol["seeds"] == seeds and protocol["MAX_ITEM_LIST_LENGTH"] == 10
+    assert protocol["config_from_model"] == "SASRec" and protocol["candidate_set"] == "all items (full ranking)"
+    assert set(protocol["versions"]) == {"python", "torch", "recbole", "numpy", "recbole_bbq"}
+
+    # Rerun: finished cells are skipped, the failed ones are tried again; same numbers.
+    capsys.readouterr()
+    fake = fake_pipeline()
+    monkeypatch.setattr(compare, "run_pipeline", fake)
+    again = run_comparison(models, "tiny", seeds, config_dict=tiny_config(tmp_path), results_dir=res)
+    log = capsys.readouterr().out
+    assert fake.calls == []
+    assert log.count("skip (done)") == 4 and "[5/6] NoSuchModel seed 1 failed" in log
+    assert read_csv(out / "comparison.csv") == rows and again["n_failed"] == 2
+
+
+def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
+    fake = fake_pipeline(fail={("GRU4Rec", 3)})
+    monkeypatch.setattr(compare, "run_pipeline", fake)
+    config, res = tiny_config(tmp_path), str(tmp_path / "res")
+    run_comparison(["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False)
+    out = tmp_path / "res" / "tiny"
+
+    failed = run_json(out, "GRU4Rec", 3)
+    assert failed["error"] == "RuntimeError: CUDA out of memory (fake)" and "Traceback" in failed["traceback"]
+    rows = read_csv(out / "comparison.csv")
+    assert (rows["GRU4Rec"]["status"], rows["GRU4Rec"]["n_seeds"], rows["GRU4Rec"]["seeds"]) == ("partial", "2", "1 2")
+    assert rows["SASRec"]["n_seeds"] == "3"
+    report = (out / "comparison.md").read_text()
+    assert "partial (2 seed(s) ok; failed: RuntimeError: CUDA out of memory (fake))" in report
+    assert "- GRU4Rec seed 3: RuntimeError" in report
+    # SASRec is best: bold; GRU4Rec second: underlined.
+    assert "| **0.3400 ± 0.0200** |" in report and "| <u>0.2300 ± 0.0141</u> |" in report
+
+    # The paired test uses the seeds both models finished (1 and 2).
+    sas = [0.15 + 0.01 * s * s for s in (1, 2)]
+    gru = [0.10 + 0.02 * s * s for s in (1, 2)]
+    p = ttest_rel(sas, gru).pvalue
+    assert f"| ndcg@10 | SASRec | GRU4Rec | 2 | {p:.4f} |" in report
+    # recall@10 differs by the same 0.1 on every seed: no variance, no t-test.
+    assert "| recall@10 | SASRec | GRU4Rec | 2 | n/a (the paired differences are constant) |" in report
+
+    # A rerun retries only the failed cell.
+    fake = fake_pipeline()
+    monkeypatch.setattr(compare, "run_pipeline", fake)
+    run_comparison(["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False)
+    assert fake.calls == [("GRU4Rec", 3)]
+    assert read_csv(out / "comparison.csv")["GRU4Rec"]["status"] == "ok"
+
+
+def test_one_seed_has_no_std_and_no_test(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "run_pipeline", fake_pipeline())
+    summary = run_comparison(
+        ["SASRec", "TIGER"], "tiny", [4], config_dict=tiny_config(tmp_path), results_dir="r", show_progress=False
+    )
+    rows = read_csv(summary["csv"])
+    assert rows["SASRec"]["ndcg@10_std"] == "" and float(rows["SASRec"]["ndcg@10_mean"]) == pytest.approx(0.31)
+    report = open(summary["markdown"], encoding="utf-8").read()
+    assert "n/a (needs >= 2 seeds)" in report and " ± " not in report.split("| model |")[1]
+    # Generative models (their config has beam_size) get their history length and beams listed.
+    assert "- TIGER: history_length 20 (uses 10: capped at MAX_ITEM_LIST_LENGTH), beam_size 20" in report
+    tiger = read_json(summary["protocol"])["generative_models"]["TIGER"]
+    assert tiger == {"history_length": 20, "effective_history_length": 10, "beam_size": 20}
+
+
+def load_cli_module():
+    spec = importlib.util.spec_from_file_location("run_recbole_bbq_cli", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_exit_codes_in_process(tmp_path, monkeypatch, capsys):
+    cli = load_cli_module()
+    argv = ["--model=NoSuchModel,AlsoMissing", "--seeds=1", "--dataset=tiny", f"--data_path={TEST_DATA}"]
+    monkeypatch.setattr(sys, "argv", [CLI, *argv])
+    assert cli.main() == 1  # every cell failed
+    assert os.path.isfile(tmp_path / "results" / "tiny" / "comparison.md")
+    monkeypatch.setattr(sys, "argv", [CLI, *argv, "--seed=5"])
+    assert cli.main() == 2 and "--seeds only" in capsys.readouterr().err
+
+
+def test_cli_comparison_subprocess(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            CLI,
+            "--model=SASRec,NoSuchModel",
+            "--seeds=1,2",
+            "--dataset=tiny",
+            f"--data_path={TEST_DATA}",
+            f"--checkpoint_dir={tmp_path / 'saved'}",
+            "--results_dir=out",
+            "--epochs=1",
+            "--show_progress=False",
+            "--state=ERROR",
+            "--train_batch_size=64",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out" / "tiny"
+    assert all((out / name).is_file() for name in REPORT_FILES)
+    assert f"comparison: {os.path.join('out', 'tiny', 'comparison.md')}" in proc.stdout
+    assert "| SASRec |" in proc.stdout and "failed: UnknownModelError" in proc.stdout
+    rows = read_csv(out / "comparison.csv")
+    assert rows["SASRec"]["n_seeds"] == "2" and rows["NoSuchModel"]["status"] == "failed"
+    protocol = read_json(out / "protocol.json")
+    assert "--seeds=1,2" in protocol["command"] and protocol["epochs"] == 1
+
+
+def test_variants_train_their_model_with_their_overrides(tmp_path, monkeypatch):
+    """compare_variants rows (ablations, per-model settings) run their model class with their keys."""
+    fake = fake_pipeline()
+    seen = {}
+
+    def run(model, dataset, config_file_list=None, config_dict=None, **kwargs):
+        seen[model, config_dict.get("n_layers")] = True
+        return fake(model, dataset, config_file_list, config_dict, **kwargs)
+
+    monkeypatch.setattr(compare, "run_pipeline", run)
+    variants_file = tmp_path / "variants.yaml"
+    variants_file.write_text("compare_variants:\n  SASRec-1layer: {model: SASRec, n_layers: 1}\n")
+    summary = run_comparison(
+        ["SASRec", "SASRec-1layer"], "tiny", [1], config_file_list=[str(variants_file)],
+        config_dict=tiny_config(tmp_path), results_dir=tmp_path / "results", show_progress=False,
+    )
+    assert seen == {("SASRec", None): True, ("SASRec", 1): True}
+    record = run_json(tmp_path / "results" / "tiny", "SASRec-1layer", 1)
+    assert record["model"] == "SASRec-1layer" and record["model_class"] == "SASRec"
+    assert set(read_csv(summary["csv"])) == {"SASRec", "SASRec-1layer"}
+    with pytest.raises(compare.ConfigError, match="compare_variants label 'a b'"):
+        compare.load_variants(None, {"compare_variants": {"a b": {"model": "SASRec"}}})
