@@ -50,6 +50,11 @@ def build_parser():
     parser.add_argument(
         "--results_dir", default="results", help="root folder of comparison results (default: results)"
     )
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="comparison: train nothing, rebuild the report from the finished runs",
+    )
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
@@ -98,6 +103,7 @@ def run_comparison_cli(args, config_file_list, argv):
         args.seeds,
         config_file_list=config_file_list,
         results_dir=args.results_dir,
+        report_only=args.report_only,
     )
     print(f"\ncomparison: {summary['markdown']}")
     print(summary["table"])

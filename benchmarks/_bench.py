@@ -56,3 +56,10 @@ def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+if __name__ == "__main__":  # python benchmarks/_bench.py NAME [NAME ...] DATA_PATH: convert datasets
+    *names, target = sys.argv[1:]
+    for dataset_name in names:
+        ensure_dataset(dataset_name, target)
+        print(f"{dataset_name}: {os.path.join(target, dataset_name)}")

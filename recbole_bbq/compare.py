@@ -63,7 +63,7 @@ SHARED_PROTOCOL_KEYS = (
     "stopping_step",
 )
 # Command-line options that select cells rather than configure them.
-SELECTION_OPTIONS = ("model", "dataset", "seeds", "results_dir")
+SELECTION_OPTIONS = ("model", "dataset", "seeds", "results_dir", "report_only")
 PLOT_METRICS = ("ndcg@10", "recall@10")
 # Paired differences that vary less than this count as constant (no t-test possible).
 CONSTANT_DIFFERENCE = 1e-12
@@ -84,6 +84,7 @@ def run_comparison(
     config_dict=None,
     results_dir="results",
     show_progress=True,
+    report_only=False,
 ):
     """Train every model with every seed and write the comparison to ``results_dir/<dataset>/``.
 
@@ -98,6 +99,8 @@ def run_comparison(
         config_dict (dict, optional): Overrides shared by every cell (``seed`` is set per cell).
         results_dir (str): Root folder of the results.
         show_progress (bool): Print one progress line per cell.
+        report_only (bool): Train nothing: rebuild the report from the stored cells (cells
+            never run count as missing).
 
     Returns:
         dict: ``dir``, ``markdown``, ``csv``, ``png``, ``protocol`` (paths), ``table`` (the
@@ -121,6 +124,9 @@ def run_comparison(
     for index, (model, seed) in enumerate(cells, start=1):
         tag = f"[{index}/{len(cells)}] {model} seed {seed}"
         model_name, cell_dict = resolve_variant(model, variants, config_dict)
+        if report_only:
+            records[model, seed] = read_run(run_file(out_dir, model, seed))
+            continue
         records[model, seed] = _run_or_skip_cell(
             model, dataset, seed, config_file_list, cell_dict, settings, out_dir, tag, show_progress, model_name
         )

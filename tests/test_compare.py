@@ -232,3 +232,15 @@ def test_variants_train_their_model_with_their_overrides(tmp_path, monkeypatch):
     assert set(read_csv(summary["csv"])) == {"SASRec", "SASRec-1layer"}
     with pytest.raises(compare.ConfigError, match="compare_variants label 'a b'"):
         compare.load_variants(None, {"compare_variants": {"a b": {"model": "SASRec"}}})
+
+
+def test_report_only_rebuilds_tables_without_training(tmp_path, monkeypatch):
+    fake = fake_pipeline()
+    monkeypatch.setattr(compare, "run_pipeline", fake)
+    options = dict(config_dict=tiny_config(tmp_path), results_dir=tmp_path / "results", show_progress=False)
+    run_comparison(["SASRec"], "tiny", [1, 2], **options)
+    calls = len(fake.calls)
+    summary = run_comparison(["SASRec", "GRU4Rec"], "tiny", [1, 2], report_only=True, **options)
+    assert len(fake.calls) == calls  # nothing trained
+    rows = read_csv(summary["csv"])
+    assert rows["SASRec"]["status"] == "ok" and rows["GRU4Rec"]["n_seeds"] == "0"
