@@ -1,7 +1,9 @@
 """Trainers: RecBole's trainers made to work on torch >= 2.6 and on multi-process CPU runs."""
 
 import functools
+import os
 import time
+import uuid
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -26,6 +28,7 @@ class CompatTrainerMixin:
     * Loads checkpoints with ``weights_only=False`` (torch >= 2.6).
     * Wraps the model in DDP without ``device_ids`` on CPU (RecBole passes ``[local_rank]``,
       which DDP rejects for CPU modules) and shares rank 0's checkpoint path with all ranks.
+    * Gives every run its own checkpoint file (RecBole's name is only unique to the second).
     * ``max_train_seconds`` (config key, default none): stop training before the next epoch
       once this much wall time has passed since :meth:`fit` started and at least one
       validation has run; the best checkpoint so far is kept, as with early stopping.
@@ -43,6 +46,10 @@ class CompatTrainerMixin:
             self.distributed_model = DistributedDataParallel(self.model)
         else:
             super().__init__(config, model)
+        # RecBole names checkpoints <model>-<time to the second>.pth, so runs started in the same
+        # second (parallel benchmark processes) overwrote each other's; add a random suffix.
+        root, ext = os.path.splitext(self.saved_model_file)
+        self.saved_model_file = f"{root}-{uuid.uuid4().hex[:8]}{ext}"
         if not config["single_spec"]:
             self.saved_model_file = self._rank0_value(self.saved_model_file)
 

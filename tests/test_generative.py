@@ -102,6 +102,20 @@ def test_mmtiger_concatenates_independent_per_modality_codes(tmp_path, tiny_root
         codes("TIGER", semantic_ids_from=["published", "published2"])
 
 
+@pytest.mark.parametrize("model", ["TIGER", "MMTIGER", "BBQRec"])
+def test_generative_models_train_on_the_real_next_items_only(tmp_path, tiny_root, model):
+    """RecBole's point-wise negative sampling would turn random items into training targets."""
+    config_dict = model_config(tmp_path, tiny_root, semantic_ids_from="published" if model == "TIGER" else None)
+    config_dict.update(prepare_semantic_ids(model, "tiny", config_dict=config_dict, show_progress=False))
+    config = Config(model, "tiny", config_dict=config_dict)
+    assert config["train_neg_sample_args"]["distribution"] == "none"
+    train, _, _ = data_preparation(config, create_dataset(config))
+    batch = next(iter(train))
+    assert len(batch) <= config["train_batch_size"] and config["LABEL_FIELD"] not in batch
+    with pytest.raises(ConfigError, match="trains on the real next item only"):
+        build(model, {**config_dict, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
+
+
 def test_beam_search_with_all_items_equals_teacher_forcing(tmp_path, tiny_root):
     config_dict = model_config(tmp_path, tiny_root, semantic_ids_from="published", beam_size=30)
     config_dict.update(prepare_semantic_ids("TIGER", "tiny", config_dict=config_dict, show_progress=False))

@@ -62,3 +62,14 @@ def test_max_train_seconds_stops_after_the_first_validated_epoch(tmp_path):
     assert epochs == [0, 1]  # epoch 1 is refused: the budget is spent and epoch 0 was validated
     assert result is not None and score == trainer.best_valid_score
     assert set(trainer.evaluate(test, load_best_model=True)) == set(result)
+
+
+def test_runs_started_together_get_their_own_checkpoint_files(tmp_path):
+    from recbole_bbq.config import Config
+    from recbole_bbq.trainer import Trainer
+    from recbole_bbq.utils import create_dataset, get_model
+
+    config = Config("SASRec", "tiny", config_dict=tiny_config(tmp_path))
+    dataset = create_dataset(config)
+    files = {Trainer(config, get_model("SASRec")(config, dataset)).saved_model_file for _ in range(3)}
+    assert len(files) == 3 and all(os.path.basename(f).startswith("SASRec-") for f in files)

@@ -29,6 +29,14 @@ class GenerativeRecommender(SequentialRecommender):
                 f"{type(self).__name__} needs semantic IDs: set semantic_ids_file (run_recbole_bbq.py "
                 f"--model={type(self).__name__} creates them) or semantic_ids_from"
             )
+        negatives = config["train_neg_sample_args"] or {}
+        if negatives.get("distribution", "none") != "none":
+            # RecBole's point-wise sampling replaces the target of copied rows with random items,
+            # which this model would learn to generate.
+            raise ConfigError(
+                f"{type(self).__name__} trains on the real next item only: set train_neg_sample_args: ~ "
+                f"(got {negatives})"
+            )
         self.beam_size = int(config["beam_size"])
         if self.beam_size < max(config["topk"]):
             raise ConfigError(
