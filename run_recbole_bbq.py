@@ -21,7 +21,7 @@ import sys
 from recbole_bbq import compat  # noqa: F401  (before recbole)
 from recbole_bbq.errors import ConfigError, RecBoleBBQError
 
-DEFAULT_MODEL = "SASRec"
+DEFAULT_MODEL = "BBQRec"
 DEFAULT_DATASET = "ml-100k"
 
 

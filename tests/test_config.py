@@ -107,3 +107,17 @@ def test_plugin_model_inherits_its_recbole_parents_yaml(tmp_path):
     assert config["hidden_size"] == 64 and config["loss_type"] == "CE"  # RecBole's SASRec.yaml
     assert config["sim_buckets"] == 8  # properties/model/BBQSASRec.yaml
     assert "BBQSASRec" in plugin_model_names() and "TIGER" in plugin_model_names()
+
+
+def test_main_job_budget_applies_to_bbqrec_on_ml100k_only(tmp_path):
+    """properties/dataset/ml-100k/BBQRec.yaml sizes the README main job; other pairs keep their defaults."""
+    from recbole_bbq.pipeline import stage_config
+
+    settings = {"data_path": str(tmp_path / "data")}
+    bbqrec = Config("BBQRec", "ml-100k", config_dict=settings)
+    assert (bbqrec["d_model"], bbqrec["n_layers"], bbqrec["history_length"], bbqrec["epochs"]) == (64, 2, 10, 2)
+    assert bbqrec["behaviour"]["epochs"] == 2
+    assert stage_config("ml-100k", config_dict=settings, model="BBQRec")["tokenizer"]["epochs"] == 50
+    assert Config("SASRec", "ml-100k", config_dict=settings)["epochs"] == 3
+    assert Config("BBQRec", "tiny", config_dict={"data_path": TEST_DATA})["d_model"] == 128
+    assert Config("BBQRec", "ml-100k", config_dict={**settings, "d_model": 32})["d_model"] == 32  # user wins
