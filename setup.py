@@ -23,6 +23,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "scikit-learn>=1.2",
+        "scipy>=1.9",
         "matplotlib>=3.6",
         "transformers>=4.40",
         "open_clip_torch>=2.20",

@@ -535,6 +535,9 @@ def build_protocol(models, dataset, seeds, records, config_file_list=None, confi
     protocol["config_file_list"] = list(config_file_list or [])
     protocol["command"] = shlex.join(sys.argv)
     protocol["versions"] = package_versions()
+    protocol["devices"] = sorted(
+        {str((r or {}).get("config", {}).get("device")) for r in records.values() if _is_ok(r)}
+    )
     return _json_roundtrip(protocol)
 
 
@@ -602,7 +605,7 @@ def _generative_settings(models, seeds, records):
     for model in models:
         for seed in seeds:
             config = (records.get((model, seed)) or {}).get("config") or {}
-            if config.get("beam_size") is not None:
+            if config.get("beam_size") is not None and _is_generative(_model_class(model, seeds, records)):
                 history, max_length = config.get("history_length"), config.get("MAX_ITEM_LIST_LENGTH")
                 effective = min(history or max_length, max_length) if max_length else history
                 settings[model] = {
@@ -612,6 +615,17 @@ def _generative_settings(models, seeds, records):
                 }
                 break
     return settings
+
+
+def _is_generative(model_name):
+    """True for the semantic-ID models that rank by beam search (``beam_size`` applies to them)."""
+    from recbole_bbq.model.generative import GenerativeRecommender
+    from recbole_bbq.utils import get_model
+
+    try:
+        return issubclass(get_model(model_name), GenerativeRecommender)
+    except Exception:  # unknown model: it has no settings to report
+        return False
 
 
 def protocol_differences(models, seeds, records):
@@ -693,7 +707,8 @@ def protocol_markdown(protocol):
     lines += [
         f"- Seeds: {', '.join(str(s) for s in protocol['seeds'])}",
         f"- Command: `{protocol['command']}`",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in protocol["versions"].items()),
+        f"- Runs trained on: {', '.join(protocol.get('devices') or ['-'])}",
+        "- Report built with: " + ", ".join(f"{k} {v}" for k, v in protocol["versions"].items()),
     ]
     return "\n".join(lines)
 
