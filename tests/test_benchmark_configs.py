@@ -1,0 +1,35 @@
+"""The benchmark configs name real models and keys (a typo would silently change a table)."""
+
+import os
+
+import pytest
+import yaml
+
+from conftest import REPO_DIR, TEST_DATA
+from recbole_bbq.config import Config
+from recbole_bbq.tokenizer.tokenizer import tokenizer_params
+
+CONFIGS = os.path.join(REPO_DIR, "benchmarks", "configs")
+
+
+def read(name):
+    with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize("name", ["ablations.yaml", "instruments_variants.yaml"])
+def test_variants_use_known_models_and_keys(name):
+    for label, spec in read(name)["compare_variants"].items():
+        model = spec.get("model", label)
+        known = Config(model, "tiny", config_dict={"data_path": TEST_DATA}).final_config_dict
+        for key, value in spec.items():
+            if key == "tokenizer":
+                tokenizer_params(value)  # unknown tokenizer keys raise
+            elif key != "model":
+                assert key in known, f"{name}: {label} sets unknown key {key}"
+
+
+def test_every_benchmark_config_loads():
+    for name in os.listdir(CONFIGS):
+        config = Config("SASRec", "tiny", config_file_list=[os.path.join(CONFIGS, name)], config_dict={"data_path": TEST_DATA})
+        assert config["model"] == "SASRec"
