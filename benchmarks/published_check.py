@@ -30,7 +30,10 @@ MEASURED_BAR = {"SASRec": ".0735/.0746", "GRU4Rec": ".078/.080", "BERT4Rec": ">=
 
 
 def read_rows(results):
-    with open(os.path.join(results, "comparison.csv"), newline="") as f:
+    path = os.path.join(results, "comparison.csv")
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path} not found; run the comparison first (see --help)")
+    with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
