@@ -16,8 +16,9 @@ CPU (reduced): add e.g. --epochs=3 --max_train_seconds=1800 to the comparison co
 import argparse
 import csv
 import glob
-import json
 import os
+
+from recbole_bbq.compare import read_run
 
 # MQL4GRec paper (Zhai et al., 2025), Instruments, full ranking, NDCG@10 / Recall@10.
 PUBLISHED = {
@@ -41,8 +42,7 @@ def run_budgets(results, model):
     """Epochs trained and wall seconds of each finished cell of ``model``."""
     budgets = []
     for path in sorted(glob.glob(os.path.join(results, "runs", f"{model}-seed*.json"))):
-        with open(path) as f:
-            run = json.load(f)
+        run = read_run(path) or {}
         if run.get("status") == "ok":
             device = (run.get("config") or {}).get("device", "?")
             budgets.append(f"seed {run['seed']}: {device}, {run.get('wall_time_s', 0):.0f} s")

@@ -9,30 +9,22 @@ Usage: python benchmarks/scientific_generative.py [--epochs 3] [--data-path /tmp
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 import torch
 
-import recbole_bbq  # noqa: F401  (compat first)
-from recbole.utils import init_seed
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import ensure_dataset, median, timed  # noqa: E402
 
-from recbole_bbq.config import Config
-from recbole_bbq.pipeline import prepare_semantic_ids
-from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer
+import recbole_bbq  # noqa: E402,F401  (compat first)
+from recbole.utils import init_seed  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(REPO, "..", "shared", "data", "amazon_scientific_mm")
+from recbole_bbq.config import Config  # noqa: E402
+from recbole_bbq.pipeline import prepare_semantic_ids  # noqa: E402
+from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer  # noqa: E402
+
 MODELS = ["SASRec", "TIGER", "BBQRec", "BBQSASRec"]
-
-
-def convert(data_path):
-    if not os.path.isdir(os.path.join(data_path, "Scientific")):
-        sys.path.insert(0, os.path.join(REPO, "dataset_scripts"))
-        import unisrec
-
-        unisrec.convert(SHARED, "Scientific", data_path)
 
 
 def train(model_name, base, config_files=None):
@@ -51,15 +43,6 @@ def train(model_name, base, config_files=None):
     return config, model, trainer, train_data, test_data
 
 
-def median_seconds(fn, batches):
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        fn(batch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def step_time(model, train_data, n=5):
     optimizer = torch.optim.Adam(model.parameters())
 
@@ -69,13 +52,13 @@ def step_time(model, train_data, n=5):
         optimizer.step()
 
     model.train()
-    return median_seconds(step, [b for _, b in zip(range(n), train_data)])
+    return median(timed(step, [b for _, b in zip(range(n), train_data)], model.device))
 
 
 @torch.no_grad()
 def beam_time(model, test_data, n=3):
     model.eval()
-    return median_seconds(lambda b: model.full_sort_predict(b[0]), [b for _, b in zip(range(n), test_data)])
+    return median(timed(lambda b: model.full_sort_predict(b[0]), [b for _, b in zip(range(n), test_data)], model.device))
 
 
 def main():
@@ -86,7 +69,7 @@ def main():
     parser.add_argument("--config-files", nargs="*", default=None, help="YAML files for every model (e.g. a smaller backbone)")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv; our flags are not its keys
-    convert(args.data_path)
+    ensure_dataset("Scientific", args.data_path)
     base = {
         "data_path": args.data_path, "checkpoint_dir": args.checkpoint_dir, "epochs": args.epochs,
         "stopping_step": args.epochs, "seed": 2020, "state": "ERROR", "show_progress": False,
