@@ -17,7 +17,9 @@ def read(name):
         return yaml.safe_load(f)
 
 
-@pytest.mark.parametrize("name", ["ablations.yaml", "instruments_variants.yaml"])
+@pytest.mark.parametrize(
+    "name", ["ablations.yaml", "instruments_variants.yaml", "instruments_cpu.yaml", "scientific_cpu.yaml"]
+)
 def test_variants_use_known_models_and_keys(name):
     for label, spec in read(name)["compare_variants"].items():
         model = spec.get("model", label)
