@@ -10,7 +10,9 @@ Run (GPU: about 8 minutes with the models in parallel; see README "Published-num
     python run_recbole_bbq.py --model=SASRec,TIGER,MMTIGER,BBQRec --dataset=Instruments --seeds=2020 \\
         --config_files="benchmarks/configs/instruments.yaml benchmarks/configs/instruments_variants.yaml"
     python benchmarks/published_check.py
-CPU (reduced): add e.g. --epochs=3 --max_train_seconds=1800 to the comparison command.
+CPU (reduced: one epoch each, CPU-sized generative backbone; about 2.5 hours on one thread):
+    add benchmarks/configs/instruments_cpu.yaml to --config_files and --results_dir=results/instruments-cpu,
+    then python benchmarks/published_check.py --results results/instruments-cpu/Instruments
 """
 
 import argparse
