@@ -12,6 +12,7 @@ as ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``protocol.json
 
 import csv
 import gc
+import hashlib
 import json
 import math
 import os
@@ -227,11 +228,19 @@ def _run_or_skip_cell(
         _say(show_progress, f"{tag} skip (done{note})")
         return stored
     _say(show_progress, f"{tag} ...")
+    # A cut-short cell resumes from its last validation (same label, seed and settings only).
+    config_dict = {"checkpoint_name": cell_checkpoint_name(dataset, model, seed, settings), **config_dict}
     record = run_cell(model_name or model, dataset, seed, config_file_list, config_dict)
     record.update(model=model, model_class=model_name or model, settings=settings)
     write_json_atomic(path, record)
     _say(show_progress, f"{tag} {_cell_outcome(record)}")
     return record
+
+
+def cell_checkpoint_name(dataset, label, seed, settings):
+    """``checkpoint_name`` of a cell: its dataset, row label, seed and a digest of its settings."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:10]
+    return f"{dataset}-{label}-seed{seed}-{digest}"
 
 
 def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):
@@ -293,6 +302,9 @@ def _result_fields(result, valid_metric):
         "best_valid_score": float(result["best_valid_score"]),
         "best_valid_result": {k: float(v) for k, v in (result.get("best_valid_result") or {}).items()},
         "test_result": {k: float(v) for k, v in (result.get("test_result") or {}).items()},
+        "stop_reason": result.get("stop_reason"),
+        "epochs_trained": result.get("epochs_trained"),
+        "valid_curve": result.get("valid_curve") or [],
     }
 
 
@@ -387,7 +399,7 @@ def write_summary(models, dataset, seeds, records, config_file_list=None, config
     rows = summarize(models, seeds, records)
     metrics = metric_names(models, seeds, records)
     valid_metric = protocol.get("valid_metric") or "valid"
-    names = ("protocol.json", "comparison.md", "comparison.csv", "comparison.png")
+    names = ("protocol.json", "comparison.md", "comparison.csv", "comparison.png", "curves.png")
     paths = {name: os.path.join(out_dir, name) for name in names}
 
     write_json_atomic(paths["protocol.json"], protocol)
@@ -395,12 +407,14 @@ def write_summary(models, dataset, seeds, records, config_file_list=None, config
     write_text_atomic(paths["comparison.md"], markdown_report(protocol, rows, metrics, table, records, seeds))
     write_csv(paths["comparison.csv"], rows, metrics, valid_metric)
     write_plot(paths["comparison.png"], rows, metrics, dataset)
+    write_curves(paths["curves.png"], models, seeds, records, valid_metric, dataset)
     n_ok = sum(_is_ok(r) for r in records.values())
     return {
         "dir": out_dir,
         "markdown": paths["comparison.md"],
         "csv": paths["comparison.csv"],
         "png": paths["comparison.png"],
+        "curves": paths["curves.png"],
         "protocol": paths["protocol.json"],
         "table": table,
         "rows": rows,
@@ -428,7 +442,8 @@ def summarize(models, seeds, records):
         list[dict]: One row per model: ``model``, ``status`` (``ok``, ``partial`` or
         ``failed``), ``n_seeds``, ``seeds`` (those that succeeded), ``values`` (metric ->
         per-seed values, ``"valid"`` for the best valid score), ``mean``, ``std`` (metric ->
-        float, std None with one seed) and ``error``.
+        float, std None with one seed), ``error``, and per successful seed ``stop_reasons``
+        and ``epochs`` (trained epochs; None for records from before they were kept).
     """
     rows = []
     for model in models:
@@ -446,6 +461,8 @@ def summarize(models, seeds, records):
                 "mean": {m: float(np.mean(list(v.values()))) for m, v in values.items()},
                 "std": {m: _sample_std(list(v.values())) for m, v in values.items()},
                 "error": _model_error(failed),
+                "stop_reasons": [r.get("stop_reason") for _, r in ok],
+                "epochs": [r.get("epochs_trained") for _, r in ok],
             }
         )
     return rows
@@ -666,8 +683,15 @@ def package_versions():
 
 def markdown_report(protocol, rows, metrics, table, records, seeds):
     """The whole ``comparison.md``: protocol header, table, failures and significance tests."""
+    limited = budget_limited_rows(rows)
+    header = f"# Comparison on `{protocol['dataset']}`"
+    if limited:
+        header += (
+            f"\n\n**Budget-limited table**: not every run was stopped by early stopping "
+            f"({', '.join(limited)}: a time budget, the epoch cap, or not recorded); these rows are not converged."
+        )
     parts = [
-        f"# Comparison on `{protocol['dataset']}`",
+        header,
         "## Protocol\n\n" + protocol_markdown(protocol),
         "## Test results\n\n"
         "Mean ± sample standard deviation over seeds (ddof=1; one seed: the value only). "
@@ -723,15 +747,37 @@ def _mode_text(mode):
 def markdown_table(rows, metrics, valid_metric):
     """Rows = models, columns = test metrics, ``n seeds``, best valid score and status."""
     columns = metrics + ["valid"]
-    header = ["model"] + metrics + ["n seeds", f"best valid {valid_metric.lower()}", "status"]
+    header = ["model"] + metrics + ["n seeds", f"best valid {valid_metric.lower()}", "stopped by", "epochs", "status"]
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     marks = {m: _best_and_second(rows, m, valid_metric if m == "valid" else None) for m in columns}
     for row in rows:
         cells = [_markdown_cell(row, metric, marks[metric]) for metric in columns]
         cells.insert(len(metrics), str(row["n_seeds"]))
-        lines.append("| " + " | ".join([row["model"], *cells, _status_text(row)]) + " |")
+        stops = [row["model"], *cells, _stop_text(row["stop_reasons"]), _epochs_text(row["epochs"]), _status_text(row)]
+        lines.append("| " + " | ".join(stops) + " |")
     return "\n".join(lines)
+
+
+STOP_WORDS = {"early_stopping": "early stopping", "epoch_limit": "epoch limit", "time_budget": "time budget"}
+
+
+def _stop_text(reasons):
+    """``early stopping`` (all seeds alike) or ``early stopping 2, time budget 1``; ``–`` if unknown."""
+    words = [STOP_WORDS.get(r, "unknown") for r in reasons if r]
+    if not words:
+        return "–"
+    counts = {w: words.count(w) for w in dict.fromkeys(words)}
+    return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{w} {n}" for w, n in counts.items())
+
+
+def _epochs_text(epochs):
+    return ", ".join(str(e) for e in epochs if e is not None) or "–"
+
+
+def budget_limited_rows(rows):
+    """Models with a seed that was not stopped by early stopping (budget, epoch cap or unknown)."""
+    return [row["model"] for row in rows if any(r != "early_stopping" for r in row["stop_reasons"])]
 
 
 def _markdown_cell(row, metric, marks):
@@ -854,7 +900,7 @@ def write_csv(path, rows, metrics, valid_metric):
     header = ["model"]
     for metric in metrics:
         header += [f"{metric}_mean", f"{metric}_std"]
-    header += [f"{valid}_mean", f"{valid}_std", "n_seeds", "seeds", "status", "error"]
+    header += [f"{valid}_mean", f"{valid}_std", "n_seeds", "seeds", "stop_reasons", "epochs", "status", "error"]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
@@ -864,7 +910,9 @@ def write_csv(path, rows, metrics, valid_metric):
                 for metric in metrics + ["valid"]:
                     values += [_csv_number(row["mean"].get(metric)), _csv_number(row["std"].get(metric))]
                 seeds = " ".join(str(s) for s in row["seeds"])
-                writer.writerow(values + [row["n_seeds"], seeds, row["status"], row["error"]])
+                stops = " ".join(str(r) for r in row["stop_reasons"])
+                epochs = " ".join(str(e) for e in row["epochs"])
+                writer.writerow(values + [row["n_seeds"], seeds, stops, epochs, row["status"], row["error"]])
 
 
 def _csv_number(value):
@@ -904,6 +952,33 @@ def write_plot(path, rows, metrics, dataset):
     axes.set_title(f"{dataset}: test metrics")
     if models:
         axes.legend(fontsize="small")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+
+
+def write_curves(path, models, seeds, records, valid_metric, dataset):
+    """Valid score against epoch for every model (one colour) and seed (one line each)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.0, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, model in enumerate(models):
+        for seed in seeds:
+            record = records.get((model, seed)) or {}
+            curve = record.get("valid_curve") or [] if _is_ok(record) else []
+            epochs, scores = [p["epoch"] for p in curve], [p["valid_score"] for p in curve]
+            axes.plot(epochs, scores, color=f"C{index % 10}", marker=".", lw=1.2, label=model)
+    labelled = dict(zip(*reversed(axes.get_legend_handles_labels())))  # one legend entry per model
+    if any(len(line.get_xdata()) for line in axes.lines):
+        axes.legend(labelled.values(), labelled.keys(), fontsize="small")
+    else:
+        axes.text(0.5, 0.5, "no recorded curves", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(f"valid {valid_metric}")
+    axes.set_title(f"{dataset}: validation curves (one line per seed)")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

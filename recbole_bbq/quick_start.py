@@ -46,6 +46,9 @@ def _train_and_test(config, saved=True, verbose=True):
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "valid_curve": getattr(trainer, "valid_curve", []),
+        "stop_reason": getattr(trainer, "stop_reason", None),
+        "epochs_trained": getattr(trainer, "_epoch", -1) + 1,
     }
 
 
@@ -63,7 +66,9 @@ def run_recbole_bbq(
         queue (multiprocessing.SimpleQueue, optional): Rank 0 puts its result here in DDP runs.
 
     Returns:
-        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``.
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
+        ``valid_curve`` (one entry per validation), ``stop_reason`` (``early_stopping``,
+        ``epoch_limit`` or ``time_budget``) and ``epochs_trained``.
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict

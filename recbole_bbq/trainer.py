@@ -1,16 +1,30 @@
-"""Trainers: RecBole's trainers made to work on torch >= 2.6 and on multi-process CPU runs."""
+"""Trainers: RecBole's trainers made to work on torch >= 2.6 and on multi-process CPU runs, with
+the optimisation recipe, mixed precision, a recorded valid curve and resumable runs."""
 
 import functools
 import os
+import random
 import time
 import uuid
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
 
 from recbole.trainer import Trainer as RecBoleTrainer
+
+from recbole_bbq.data.io import atomic_path
+from recbole_bbq.errors import ConfigError
+from recbole_bbq.schedule import build_lr_scheduler
+
+# Why a training run ended (stored in run records and shown in comparison reports).
+STOP_EARLY = "early_stopping"
+STOP_EPOCHS = "epoch_limit"
+STOP_BUDGET = "time_budget"
+# ``mixed_precision`` values -> autocast dtype of the training step (None: fp32).
+AMP_DTYPES = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def load_checkpoint(path, device):
@@ -32,6 +46,16 @@ class CompatTrainerMixin:
     * ``max_train_seconds`` (config key, default none): stop training before the next epoch
       once this much wall time has passed since :meth:`fit` started and at least one
       validation has run; the best checkpoint so far is kept, as with early stopping.
+    * The optimisation recipe: RecBole's ``learner``, ``weight_decay`` and ``clip_grad_norm``, plus
+      ``lr_scheduler`` (constant, cosine or inverse_sqrt), ``warmup`` and ``min_lr_ratio``
+      (:mod:`recbole_bbq.schedule`), stepped after every optimizer step.
+    * ``mixed_precision: bf16`` (or ``fp16``): autocast of the training step on CPU or GPU.
+    * After :meth:`fit`: ``valid_curve`` (one entry per validation: epoch, valid score and
+      result, train loss, learning rate, seconds) and ``stop_reason`` (``early_stopping``,
+      ``epoch_limit`` or ``time_budget``).
+    * ``checkpoint_name`` (default none): the best checkpoint is ``<name>-best.pth`` and the whole
+      training state is saved to ``<name>-last.pth`` after every validation; a run that finds that
+      file resumes from it instead of from epoch 0.
     """
 
     def __init__(self, config, model):
@@ -46,31 +70,84 @@ class CompatTrainerMixin:
             self.distributed_model = DistributedDataParallel(self.model)
         else:
             super().__init__(config, model)
-        # RecBole names checkpoints <model>-<time to the second>.pth, so runs started in the same
-        # second (parallel benchmark processes) overwrote each other's; add a random suffix.
-        root, ext = os.path.splitext(self.saved_model_file)
-        self.saved_model_file = f"{root}-{uuid.uuid4().hex[:8]}{ext}"
-        if not config["single_spec"]:
-            self.saved_model_file = self._rank0_value(self.saved_model_file)
+        if config["checkpoint_name"]:
+            self.saved_model_file = os.path.join(self.checkpoint_dir, f"{config['checkpoint_name']}-best.pth")
+        else:
+            # RecBole names checkpoints <model>-<time to the second>.pth, so runs started in the
+            # same second (parallel benchmark processes) overwrote each other's; add a random suffix.
+            root, ext = os.path.splitext(self.saved_model_file)
+            self.saved_model_file = f"{root}-{uuid.uuid4().hex[:8]}{ext}"
+            if not config["single_spec"]:
+                self.saved_model_file = self._rank0_value(self.saved_model_file)
+        self._mixed_precision = config["mixed_precision"]
+        if self._mixed_precision not in AMP_DTYPES:
+            raise ConfigError(f"mixed_precision must be bf16, fp16 or ~, got '{self._mixed_precision}'")
+        if self._mixed_precision == "fp16" and self.device.type == "cuda":
+            self.enable_scaler = True  # fp16 gradients underflow without loss scaling
+        self.valid_curve, self.stop_reason, self._epoch = [], None, -1
 
-    def fit(self, *args, **kwargs):
-        """RecBole's ``fit`` with an optional wall-time budget (``max_train_seconds``)."""
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's ``fit`` with the optimisation recipe, a wall-time budget, a recorded valid
+        curve and resumable state (see the class docstring)."""
         self._fit_started = time.monotonic()
+        self.valid_curve, self.stop_reason = [], None
+        self._build_lr_scheduler(len(train_data))
+        self._train_data = train_data
+        if self._resume_train_state():
+            if self.stop_reason:  # the run had finished before it was cut short
+                return self.best_valid_score, self.best_valid_result
+
+        def after_validation(epoch_idx, valid_score):
+            self._save_train_state(epoch_idx)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
         try:
-            return super().fit(*args, **kwargs)
+            super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+            self.stop_reason = STOP_EARLY if self.cur_step > self.stopping_step else STOP_EPOCHS
         except _TrainingBudgetSpent as budget:
             self.logger.info(str(budget))
-            return self.best_valid_score, self.best_valid_result
+            self.stop_reason = STOP_BUDGET
+        self._save_train_state(self._epoch, finished=True)
+        return self.best_valid_score, self.best_valid_result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
         self._check_time_budget(epoch_idx)
-        return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        self._epoch = epoch_idx
+        dtype = AMP_DTYPES[self._mixed_precision]
+        if dtype is None:
+            return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        # RecBole's epoch autocasts with the device's default dtype when enable_amp is set.
+        previous = torch.get_autocast_dtype(self.device.type)
+        self.enable_amp = True
+        torch.set_autocast_dtype(self.device.type, dtype)
+        try:
+            return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        finally:
+            torch.set_autocast_dtype(self.device.type, previous)
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.valid_curve.append(
+            {
+                "epoch": self._epoch + 1,
+                "valid_score": float(valid_score),
+                "valid_result": {k: float(v) for k, v in valid_result.items()},
+                "train_loss": _plain_loss(self.train_loss_dict.get(self._epoch)),
+                "learning_rate": self.optimizer.param_groups[0]["lr"],
+                "seconds": self._elapsed(),
+            }
+        )
+        return valid_score, valid_result
+
+    def _elapsed(self):
+        return time.monotonic() - getattr(self, "_fit_started", time.monotonic())
 
     def _check_time_budget(self, epoch_idx):
         budget = self.config["max_train_seconds"]
         if not budget or self.best_valid_result is None:
             return
-        elapsed = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
+        elapsed = self._elapsed()
         spent = elapsed >= float(budget)
         if not self.config["single_spec"]:
             spent = self._rank0_value(spent)  # every rank stops at the same epoch
@@ -79,6 +156,64 @@ class CompatTrainerMixin:
                 f"max_train_seconds={budget} reached after {elapsed:.0f} s: stopping before epoch "
                 f"{epoch_idx} and keeping the best checkpoint (valid {self.best_valid_score:.4f})"
             )
+
+    # ---------------------------------------------------------------------------------------
+    # Optimisation recipe
+    # ---------------------------------------------------------------------------------------
+
+    def _build_lr_scheduler(self, steps_per_epoch):
+        """Step ``lr_scheduler`` after every optimizer step (RecBole's loop has no scheduler)."""
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, self.config, steps_per_epoch)
+        if getattr(self, "_scheduler_hook", None) is not None:
+            self._scheduler_hook.remove()
+        self._scheduler_hook = self.optimizer.register_step_post_hook(lambda *_: self.lr_scheduler.step())
+
+    # ---------------------------------------------------------------------------------------
+    # Resumable state (checkpoint_name)
+    # ---------------------------------------------------------------------------------------
+
+    def _state_file(self):
+        name = self.config["checkpoint_name"]
+        return os.path.join(self.checkpoint_dir, f"{name}-last.pth") if name else None
+
+    def _save_train_state(self, epoch_idx, finished=False):
+        """Write everything a cut-short run needs to continue (rank 0, atomic)."""
+        path = self._state_file()
+        if path is None or (not self.config["single_spec"] and self.config["local_rank"] != 0):
+            return
+        state = {
+            "epoch": epoch_idx,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,
+            "valid_curve": self.valid_curve,
+            "stop_reason": self.stop_reason if finished else None,
+            "seconds": self._elapsed(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "rng": _rng_states(self._train_data),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def _resume_train_state(self):
+        """Continue from ``<checkpoint_name>-last.pth`` when it exists; True if it did."""
+        path = self._state_file()
+        if path is None or not os.path.isfile(path):
+            return False
+        state = load_checkpoint(path, self.device)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.start_epoch, self._epoch = state["epoch"] + 1, state["epoch"]
+        self.cur_step = state["cur_step"]
+        self.best_valid_score, self.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+        self.valid_curve, self.stop_reason = state["valid_curve"], state["stop_reason"]
+        self._fit_started = time.monotonic() - state["seconds"]
+        _set_rng_states(state["rng"], self._train_data)
+        self.logger.info(f"Resuming from {path}: epoch {self.start_epoch}, best valid {self.best_valid_score:.4f}")
+        return True
 
     @staticmethod
     def _rank0_value(value):
@@ -114,6 +249,30 @@ class CompatTrainerMixin:
         self.best_valid_score = checkpoint["best_valid_score"]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+def _plain_loss(loss):
+    """An epoch's train loss as one float (RecBole keeps a sum of parts for tuple losses)."""
+    return None if loss is None else float(sum(loss) if isinstance(loss, tuple) else loss)
+
+
+def _rng_states(train_data):
+    """Random states that decide the next epochs: Python, numpy, torch and the batch order."""
+    generator = getattr(train_data, "generator", None)
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "batches": None if generator is None else generator.get_state(),
+    }
+
+
+def _set_rng_states(states, train_data):
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["batches"] is not None and getattr(train_data, "generator", None) is not None:
+        train_data.generator.set_state(states["batches"])
 
 
 class _TrainingBudgetSpent(Exception):

@@ -123,13 +123,19 @@ def create_dataset(config):
 def data_preparation(config, dataset):
     """Split ``dataset`` into train/valid/test dataloaders.
 
-    recbole_bbq models train on RecBole's standard sequential batches, so RecBole's dataloaders
-    are used; plugin behaviour lives in the dataset class returned by :func:`create_dataset`.
+    RecBole's dataloaders, except that ``length_bucketing: true`` swaps in
+    :class:`recbole_bbq.data.dataloader.LengthBucketedTrainDataLoader` for training; plugin
+    behaviour lives in the dataset class returned by :func:`create_dataset`.
 
     Returns:
         tuple: ``(train_data, valid_data, test_data)``.
     """
-    return recbole_data_preparation(config, dataset)
+    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    if config["length_bucketing"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        from recbole_bbq.data.dataloader import LengthBucketedTrainDataLoader
+
+        train_data = LengthBucketedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+    return train_data, valid_data, test_data
 
 
 def get_trainer(model_type, model_name):

@@ -45,6 +45,30 @@ def free_port():
         return str(sock.getsockname()[1])
 
 
+def require_shared(folder):
+    """Skip the calling test when ``../shared/data/<folder>`` is missing (a fresh clone has no
+    ``../shared``); with ``RECBOLE_BBQ_REQUIRE_SHARED_DATA=1`` (CI) fail instead."""
+    path = os.path.join(SHARED_DATA, folder)
+    if not os.path.isdir(path):
+        reason = f"shared dataset folder {path} is missing"
+        if os.environ.get("RECBOLE_BBQ_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason + " (RECBOLE_BBQ_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(reason)
+    return path
+
+
+def keep_first_users(folder, name, n_users):
+    """Restrict the interaction files (pre-split ``name.{train,valid,test}.inter`` or one
+    ``name.inter``) to the first ``n_users`` users."""
+    pre_split = (folder / f"{name}.test.inter").is_file()
+    paths = [folder / f"{name}.{s}.inter" for s in ("train", "valid", "test")] if pre_split else [folder / f"{name}.inter"]
+    header, *rows = paths[-1].read_text().splitlines()
+    users = set(list(dict.fromkeys(row.split("\t")[0] for row in rows))[:n_users])
+    for path in paths:
+        header, *rows = path.read_text().splitlines()
+        path.write_text("\n".join([header, *[r for r in rows if r.split("\t")[0] in users]]) + "\n")
+
+
 @pytest.fixture(scope="session")
 def scientific_slice(tmp_path_factory):
     """Scientific-MM (real text/image vectors) restricted to its first 300 users.
@@ -56,11 +80,18 @@ def scientific_slice(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("scientific")
     unisrec.convert(os.path.join(SHARED_DATA, "amazon_scientific_mm"), "Scientific", str(root))
-    folder = root / "Scientific"
-    header, *rows = (folder / "Scientific.test.inter").read_text().splitlines()
-    users = {row.split("\t")[0] for row in rows[:300]}
-    for split in ("train", "valid", "test"):
-        path = folder / f"Scientific.{split}.inter"
-        header, *rows = path.read_text().splitlines()
-        path.write_text("\n".join([header, *[r for r in rows if r.split("\t")[0] in users]]) + "\n")
+    keep_first_users(root / "Scientific", "Scientific", 300)
+    return root
+
+
+@pytest.fixture(scope="session")
+def instruments_slice(tmp_path_factory):
+    """Instruments (MQL4GRec codes, code-derived text/image modalities), first 200 users."""
+    source = require_shared("amazon_instruments_mql4grec")
+    sys.path.insert(0, os.path.join(REPO_DIR, "dataset_scripts"))
+    import lcrec
+
+    root = tmp_path_factory.mktemp("instruments")
+    lcrec.convert(source, "Instruments", str(root), code_features="index_lemb=text,index_vitemb=image")
+    keep_first_users(root / "Instruments", "Instruments", 200)
     return root

@@ -18,7 +18,8 @@ def read(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["ablations.yaml", "instruments_variants.yaml", "instruments_cpu.yaml", "scientific_cpu.yaml"]
+    "name",
+    ["ablations.yaml", "instruments_variants.yaml", "instruments_cpu.yaml", "scientific_cpu.yaml", "instruments_gpu.yaml"],
 )
 def test_variants_use_known_models_and_keys(name):
     for label, spec in read(name)["compare_variants"].items():

@@ -161,6 +161,43 @@ def test_one_seed_has_no_std_and_no_test(tmp_path, monkeypatch):
     assert tiger == {"history_length": 20, "effective_history_length": 10, "beam_size": 20}
 
 
+def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
+    """Each record keeps its valid curve and stop reason; the report shows them and says when a
+    row was not stopped by early stopping; every cell trains under a stable checkpoint_name."""
+    names = []
+
+    def run(model, dataset, config_file_list=None, config_dict=None, **kwargs):
+        names.append(config_dict["checkpoint_name"])
+        reason = "time_budget" if model == "TIGER" else "early_stopping"
+        curve = [{"epoch": e, "valid_score": 0.1 * e} for e in (1, 2, 3)]
+        return {"best_valid_score": 0.3, "best_valid_result": {}, "test_result": {"ndcg@10": 0.2},
+                "valid_curve": curve, "stop_reason": reason, "epochs_trained": 3}
+
+    monkeypatch.setattr(compare, "run_pipeline", run)
+    summary = run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], config_dict=tiny_config(tmp_path),
+                             results_dir=str(tmp_path / "r"), show_progress=False)
+    record = read_json(tmp_path / "r" / "tiny" / "runs" / "TIGER-seed1.json")
+    assert record["stop_reason"] == "time_budget" and record["epochs_trained"] == 3
+    assert [p["epoch"] for p in record["valid_curve"]] == [1, 2, 3]
+    report = open(summary["markdown"], encoding="utf-8").read()
+    assert "| stopped by | epochs |" in report and "| early stopping | 3, 3 |" in report
+    assert "| time budget | 3, 3 |" in report
+    assert "**Budget-limited table**" in report and "(TIGER:" in report
+    assert os.path.getsize(summary["curves"]) > 0
+    rows = read_csv(summary["csv"])
+    assert rows["TIGER"]["stop_reasons"] == "time_budget time_budget" and rows["SASRec"]["epochs"] == "3 3"
+
+    assert len(set(names)) == 4 and all(n.startswith("tiny-") for n in names)
+    first = list(names)
+    for path in (tmp_path / "r" / "tiny" / "runs").iterdir():
+        path.unlink()
+    again = []
+    monkeypatch.setattr(compare, "run_pipeline", lambda m, d, f=None, c=None, **k: again.append(c["checkpoint_name"]) or run(m, d, f, c))
+    run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], config_dict=tiny_config(tmp_path),
+                   results_dir=str(tmp_path / "r"), show_progress=False)
+    assert again == first  # a rerun of a cut-short cell finds its own last state
+
+
 def load_cli_module():
     spec = importlib.util.spec_from_file_location("run_recbole_bbq_cli", CLI)
     module = importlib.util.module_from_spec(spec)

@@ -160,8 +160,9 @@ def test_similarity_bias_is_inert_when_off_or_zero(tmp_path, tiny_root):
     interaction = next(iter(test))[0]
     with torch.no_grad():
         plain = without_bias.encode(interaction)[0]
+        history = with_bias.recent_history(interaction)
         backbone = with_bias.backbone.encode(
-            with_bias.item_codes[with_bias.recent_history(interaction)], with_bias.recent_history(interaction) > 0
+            with_bias.item_codes[history], history > 0, positions=with_bias.item_position_ids(history)
         )[0]
         torch.testing.assert_close(plain, backbone, rtol=0, atol=0)  # sim_attention: false == backbone
         torch.testing.assert_close(with_bias.encode(interaction)[0], plain, rtol=0, atol=1e-6)  # zero weights

@@ -9,6 +9,10 @@ from recbole_bbq.errors import ConfigError
 from recbole_bbq.model.beam_search import SemanticIDTrie, constrained_beam_search, scores_to_full_ranking
 from recbole_bbq.model.layers import SemanticIDSeq2Seq
 
+# Item-position index of a history item: counted back from the most recent item, or forward from
+# the oldest kept one (the most recent item's index then varies with the history length).
+ITEM_POSITIONS = ("from_latest", "from_oldest")
+
 
 class GenerativeRecommender(SequentialRecommender):
     """Encoder-decoder over the semantic IDs of the last ``history_length`` items.
@@ -44,6 +48,11 @@ class GenerativeRecommender(SequentialRecommender):
                 f"beam search only ranks beam_size items"
             )
         self.history_length = min(int(config["history_length"] or self.max_seq_length), self.max_seq_length)
+        # Padding-aware batches: cut each batch to its longest real history (same outputs).
+        self.trim_padding = config["trim_padding"] is not False
+        self.item_positions = config["item_positions"] or "from_latest"
+        if self.item_positions not in ITEM_POSITIONS:
+            raise ConfigError(f"item_positions must be one of {ITEM_POSITIONS}, got '{self.item_positions}'")
         self.register_buffer("item_codes", codes.long().clone())
         self.vocab_sizes = (self.item_codes[1:].max(dim=0).values + 1).tolist()
         self.trie = SemanticIDTrie(self.item_codes, self.vocab_sizes)
@@ -58,24 +67,44 @@ class GenerativeRecommender(SequentialRecommender):
             d_ff=config["d_ff"],
             dropout=config["dropout_prob"],
         )
+        if config["torch_compile"]:
+            # Histories vary in length once trimmed: dynamic shapes avoid one graph per length.
+            for method in ("encode", "teacher_forcing_logits"):
+                setattr(self.backbone, method, torch.compile(getattr(self.backbone, method), dynamic=True))
 
     def recent_history(self, interaction):
-        """The last ``history_length`` items of each (left-aligned) history: ``[B, N]``, 0 = padding."""
+        """The last ``history_length`` items of each history, left-aligned: ``[B, N]``, 0 = padding.
+
+        With ``trim_padding`` (default), ``N`` is the longest kept history of the batch, not
+        ``history_length``: the cut columns are padding in every row, so outputs are unchanged.
+        """
         item_seq, lengths = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        steps = torch.arange(self.history_length, device=item_seq.device)
+        kept = lengths.clamp(max=self.history_length)
+        width = int(kept.max()) if self.trim_padding and len(kept) else self.history_length
+        steps = torch.arange(width, device=item_seq.device)
         start = (lengths - self.history_length).clamp(min=0)
         index = (start.unsqueeze(1) + steps).clamp(max=item_seq.shape[1] - 1)
         history = item_seq.gather(1, index)
-        return history.masked_fill(steps >= lengths.clamp(max=self.history_length).unsqueeze(1), 0)
+        return history.masked_fill(steps >= kept.unsqueeze(1), 0)
 
     def attention_bias(self, history):
         """Additive encoder self-attention bias ``[B, H, S*T, S*T]``; none for the plain model."""
         return None
 
+    def item_position_ids(self, history):
+        """``[B, S]`` position index of each history column (see ``item_positions``)."""
+        steps = torch.arange(history.shape[1], device=history.device).expand_as(history)
+        if self.item_positions == "from_oldest":
+            return steps
+        latest = (history > 0).sum(dim=1, keepdim=True) - 1
+        return (latest - steps).clamp(min=0)  # padding columns: 0, masked anyway
+
     def encode(self, interaction):
         """Encoder memory ``[B, S*T, d]``, its key mask, and the history ``[B, S]``."""
         history = self.recent_history(interaction)
-        memory, memory_mask = self.backbone.encode(self.item_codes[history], history > 0, self.attention_bias(history))
+        memory, memory_mask = self.backbone.encode(
+            self.item_codes[history], history > 0, self.attention_bias(history), self.item_position_ids(history)
+        )
         return memory, memory_mask, history
 
     def generation_loss(self, memory, memory_mask, target_items):

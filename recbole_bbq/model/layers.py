@@ -108,6 +108,8 @@ class Attention(nn.Module):
         if context_repeat > 1:
             k, v = k.repeat_interleave(context_repeat, dim=0), v.repeat_interleave(context_repeat, dim=0)
             mask = None if mask is None else mask.repeat_interleave(context_repeat, dim=0)
+        if mask is not None and mask.dtype != q.dtype:
+            mask = mask.to(q.dtype)  # under bf16/fp16 autocast the projections are low precision
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )
@@ -189,13 +191,15 @@ class SemanticIDSeq2Seq(nn.Module):
         """``codes`` [..., T] -> summed-over-nothing token embeddings [..., T, d]."""
         return torch.stack([self.token_embeddings[t](codes[..., t]) for t in range(codes.shape[-1])], dim=-2)
 
-    def encode(self, history_codes, history_mask, attention_bias=None):
+    def encode(self, history_codes, history_mask, attention_bias=None, positions=None):
         """Encode histories.
 
         Args:
             history_codes (torch.Tensor): ``[B, S, T]`` codes (padding items: any value).
             history_mask (torch.Tensor): ``[B, S]`` True for real items.
             attention_bias (torch.Tensor, optional): ``[B, H, S*T, S*T]`` additive bias.
+            positions (torch.Tensor, optional): ``[B, S]`` item-position indices; default
+                ``0..S-1`` (column order).
 
         Returns:
             tuple: memory ``[B, S*T, d]`` and its additive key mask ``[B, 1, 1, S*T]``.
@@ -204,7 +208,8 @@ class SemanticIDSeq2Seq(nn.Module):
         pad = torch.tensor(self.vocab_sizes, device=history_codes.device)
         codes = torch.where(history_mask.unsqueeze(-1), history_codes, pad)
         x = self.embed_codes(codes)  # [B, S, T, d]
-        x = x + self.item_position.weight[:items, None, :] + self.level.weight[None, :levels, :]
+        position = self.item_position.weight[:items] if positions is None else self.item_position(positions)
+        x = x + position.unsqueeze(-2) + self.level.weight[None, :levels, :]
         x = self.dropout(x.reshape(batch, items * levels, -1))
         token_mask = history_mask.repeat_interleave(levels, dim=1)
         key_mask = torch.zeros(token_mask.shape, dtype=x.dtype, device=x.device)
