@@ -48,7 +48,7 @@ def _train_and_test(config, saved=True, verbose=True):
         "test_result": test_result,
         "valid_curve": getattr(trainer, "valid_curve", []),
         "stop_reason": getattr(trainer, "stop_reason", None),
-        "epochs_trained": getattr(trainer, "_epoch", -1) + 1,
+        "epochs_trained": getattr(trainer, "epochs_trained", None),
     }
 
 

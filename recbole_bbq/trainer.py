@@ -140,6 +140,11 @@ class CompatTrainerMixin:
         )
         return valid_score, valid_result
 
+    @property
+    def epochs_trained(self):
+        """Epochs trained so far (resumed runs count their earlier epochs)."""
+        return self._epoch + 1
+
     def _elapsed(self):
         return time.monotonic() - getattr(self, "_fit_started", time.monotonic())
 

@@ -136,7 +136,7 @@ def test_valid_curve_and_stop_reasons(tmp_path):
     trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=2)
     trainer.fit(train, valid, saved=True, show_progress=False)
     assert trainer.stop_reason == STOP_EPOCHS
-    assert [p["epoch"] for p in trainer.valid_curve] == [1, 2]
+    assert [p["epoch"] for p in trainer.valid_curve] == [1, 2] and trainer.epochs_trained == 2
     assert set(trainer.valid_curve[0]) >= {"valid_score", "valid_result", "train_loss", "learning_rate", "seconds"}
 
     trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=10, stopping_step=1)
@@ -175,6 +175,7 @@ def test_cut_short_run_resumes_from_its_last_validation(tmp_path):
     resumed.fit(train, valid, saved=True, show_progress=False)
     assert epochs == [2]  # not from epoch 0
     assert [p["epoch"] for p in resumed.valid_curve] == [1, 2, 3] and resumed.stop_reason == STOP_EPOCHS
+    assert resumed.epochs_trained == 3
     for got, want in zip(resumed.valid_curve, whole.valid_curve):
         assert got["valid_score"] == pytest.approx(want["valid_score"], abs=1e-6)
         assert got["learning_rate"] == pytest.approx(want["learning_rate"])
