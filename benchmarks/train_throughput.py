@@ -15,7 +15,7 @@ Speed-ups are ratios against ``before`` measured in the same run (this machine i
 
 Usage: python benchmarks/train_throughput.py [--models TIGER,BBQRec] [--sizes cpu_small,tiger]
            [--epochs 3] [--timing-only tiger] [--timing-batches 15] [--data-path dataset]
-           [--device cpu] [--compile]
+           [--device cpu] [--compile] [--variants before,cut+bucketed] [--seed 2020]
 """
 
 import argparse
@@ -115,14 +115,19 @@ def main():
     parser.add_argument("--data-path", default=os.path.join(REPO, "dataset"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (compilation included)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; the first is the reference")
+    parser.add_argument("--seed", type=int, default=2020, help="seed of data order and initial weights")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config parses the command line too
-    variants = {**VARIANTS, **(COMPILED if args.compile else {})}
+    known = {**VARIANTS, **COMPILED}
+    variants = {name: known[name] for name in args.variants.split(",")}
+    if args.compile:
+        variants.update(COMPILED)
 
     ensure_dataset("Scientific", args.data_path)
-    base = {"data_path": args.data_path, "show_progress": False, "state": "ERROR", "seed": 2020}
+    base = {"data_path": args.data_path, "show_progress": False, "state": "ERROR", "seed": args.seed}
     base.update(use_gpu=args.device != "cpu", checkpoint_dir=os.path.join(args.data_path, "..", "saved", "throughput"))
-    print(f"Scientific-MM training throughput on {device_name(args.device)}")
+    print(f"Scientific-MM training throughput on {device_name(args.device)}, seed {args.seed}")
     print("| model | size | variant | trained | seqs/s | s/epoch | speed-up | valid NDCG@10 |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for model_name in args.models.split(","):

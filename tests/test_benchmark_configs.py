@@ -19,7 +19,14 @@ def read(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["ablations.yaml", "instruments_variants.yaml", "instruments_cpu.yaml", "scientific_cpu.yaml", "instruments_gpu.yaml"],
+    [
+        "ablations.yaml",
+        "instruments_variants.yaml",
+        "instruments_cpu.yaml",
+        "scientific_cpu.yaml",
+        "instruments_gpu.yaml",
+        "scientific_converged_cpu.yaml",
+    ],
 )
 def test_variants_use_known_models_and_keys(name):
     for label, spec in read(name)["compare_variants"].items():
@@ -36,3 +43,13 @@ def test_every_benchmark_config_loads():
     for name in os.listdir(CONFIGS):
         config = Config("SASRec", "tiny", config_file_list=[os.path.join(CONFIGS, name)], config_dict={"data_path": TEST_DATA})
         assert config["model"] == "SASRec"
+
+
+def test_top_level_keys_are_known():
+    """A misspelt key in a benchmark config would silently leave a default in place."""
+    known = set()
+    for model in ("SASRec", "TIGER", "BBQRec", "FDSA"):
+        known |= set(Config(model, "tiny", config_dict={"data_path": TEST_DATA}).final_config_dict)
+    for name in os.listdir(CONFIGS):
+        unknown = sorted(set(read(name)) - known - {"compare_variants", "behaviour", "tokenizer"})
+        assert not unknown, f"{name}: unknown keys {unknown}"
