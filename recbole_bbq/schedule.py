@@ -58,7 +58,9 @@ def build_lr_scheduler(optimizer, config, steps_per_epoch):
 
     Args:
         optimizer (torch.optim.Optimizer): The optimizer whose rate it scales.
-        config (Config): Run configuration (``epochs`` sets the schedule's horizon).
+        config (Config): Run configuration. The horizon is ``lr_schedule_epochs`` (default
+            ``epochs``); past it the cosine stays at its floor, so early stopping can end a run
+            whose epoch cap lies beyond the schedule.
         steps_per_epoch (int): Optimizer steps per epoch.
 
     Raises:
@@ -67,7 +69,8 @@ def build_lr_scheduler(optimizer, config, steps_per_epoch):
     schedule = str(config["lr_scheduler"] or "constant").lower()
     if schedule not in SCHEDULES:
         raise ConfigError(f"lr_scheduler must be one of {SCHEDULES}, got '{config['lr_scheduler']}'")
-    total = max(1, int(config["epochs"]) * int(steps_per_epoch))
+    horizon = config["lr_schedule_epochs"] or config["epochs"]
+    total = max(1, int(horizon) * int(steps_per_epoch))
     warmup = warmup_steps(config["warmup"], total)
     min_ratio = float(config["min_lr_ratio"] or 0.0)
     return LambdaLR(optimizer, lambda step: lr_multiplier(schedule, step, warmup, total, min_ratio))

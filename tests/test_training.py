@@ -132,6 +132,12 @@ def test_trainer_applies_adamw_warmup_cosine_and_clipping(tmp_path):
     assert first == pytest.approx(0.01 * lr_multiplier("cosine", len(train), round(0.25 * steps), steps))
 
 
+def test_schedule_horizon_shorter_than_the_epoch_cap(tmp_path):
+    trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=3, lr_scheduler="cosine", lr_schedule_epochs=1)
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    assert [p["learning_rate"] for p in trainer.valid_curve] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+
+
 def test_valid_curve_and_stop_reasons(tmp_path):
     trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=2)
     trainer.fit(train, valid, saved=True, show_progress=False)
