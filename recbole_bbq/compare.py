@@ -238,9 +238,13 @@ def _run_or_skip_cell(
 
 
 def cell_checkpoint_name(dataset, label, seed, settings):
-    """``checkpoint_name`` of a cell: its dataset, row label, seed and a digest of its settings."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:10]
-    return f"{dataset}-{label}-seed{seed}-{digest}"
+    """``checkpoint_name`` of a cell: its dataset, row label, seed and a digest of its settings,
+    including the contents of its config files (an edited file must not resume an old state)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    for path in settings.get("config_file_list") or []:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return f"{dataset}-{label}-seed{seed}-{digest.hexdigest()[:10]}"
 
 
 def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):

@@ -197,6 +197,12 @@ def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
                    results_dir=str(tmp_path / "r"), show_progress=False)
     assert again == first  # a rerun of a cut-short cell finds its own last state
 
+    settings = {"config_file_list": [str(tmp_path / "a.yaml")], "config_dict": {}, "cmd_overrides": []}
+    (tmp_path / "a.yaml").write_text("epochs: 3\n")
+    before = compare.cell_checkpoint_name("tiny", "SASRec", 1, settings)
+    (tmp_path / "a.yaml").write_text("epochs: 4\n")
+    assert compare.cell_checkpoint_name("tiny", "SASRec", 1, settings) != before  # edited file: fresh start
+
 
 def load_cli_module():
     spec = importlib.util.spec_from_file_location("run_recbole_bbq_cli", CLI)
