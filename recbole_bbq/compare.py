@@ -972,11 +972,12 @@ def write_curves(path, models, seeds, records, valid_metric, dataset):
     for index, model in enumerate(models):
         for seed in seeds:
             record = records.get((model, seed)) or {}
-            curve = record.get("valid_curve") or [] if _is_ok(record) else []
-            epochs, scores = [p["epoch"] for p in curve], [p["valid_score"] for p in curve]
-            axes.plot(epochs, scores, color=f"C{index % 10}", marker=".", lw=1.2, label=model)
+            curve = record.get("valid_curve") if _is_ok(record) else None
+            if curve:
+                epochs, scores = [p["epoch"] for p in curve], [p["valid_score"] for p in curve]
+                axes.plot(epochs, scores, color=f"C{index % 10}", marker=".", lw=1.2, label=model)
     labelled = dict(zip(*reversed(axes.get_legend_handles_labels())))  # one legend entry per model
-    if any(len(line.get_xdata()) for line in axes.lines):
+    if labelled:
         axes.legend(labelled.values(), labelled.keys(), fontsize="small")
     else:
         axes.text(0.5, 0.5, "no recorded curves", ha="center", va="center", transform=axes.transAxes)
