@@ -3,6 +3,7 @@
 Mirrors ``recbole.quick_start`` without importing it (it imports ray at import time).
 """
 
+import gc
 import logging
 import sys
 from logging import getLogger
@@ -78,10 +79,16 @@ def run_recbole_bbq(
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    distributed = not config["single_spec"] and dist.is_initialized()
     try:
         result = _train_and_test(config, saved=saved)
+        if distributed:
+            dist.barrier()  # no rank tears down while another still communicates
     finally:
-        if not config["single_spec"] and dist.is_initialized():
+        # Free trainers left in reference cycles (the lazy torch._dynamo import makes one) while
+        # the process group lives: a DDP model freed at interpreter exit aborts gloo (SIGABRT).
+        gc.collect()
+        if distributed:
             dist.destroy_process_group()
     if config["local_rank"] == 0 and queue is not None:
         queue.put(result)

@@ -168,10 +168,13 @@ class CompatTrainerMixin:
 
     def _build_lr_scheduler(self, steps_per_epoch):
         """Step ``lr_scheduler`` after every optimizer step (RecBole's loop has no scheduler)."""
-        self.lr_scheduler = build_lr_scheduler(self.optimizer, self.config, steps_per_epoch)
+        scheduler = build_lr_scheduler(self.optimizer, self.config, steps_per_epoch)
         if getattr(self, "_scheduler_hook", None) is not None:
             self._scheduler_hook.remove()
-        self._scheduler_hook = self.optimizer.register_step_post_hook(lambda *_: self.lr_scheduler.step())
+        # The hook must not hold ``self``: a trainer kept alive by a cycle outlives
+        # destroy_process_group, and freeing its DDP model at interpreter exit aborts gloo.
+        self._scheduler_hook = self.optimizer.register_step_post_hook(lambda *_: scheduler.step())
+        self.lr_scheduler = scheduler
 
     # ---------------------------------------------------------------------------------------
     # Resumable state (checkpoint_name)

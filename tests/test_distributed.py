@@ -1,5 +1,6 @@
 """Two-process DDP on CPU (gloo) matches a single-process run of the same seed."""
 
+import gc
 import math
 
 from conftest import free_port, tiny_config
@@ -20,3 +21,18 @@ def test_two_process_cpu_ddp_matches_single_process(tmp_path):
     gap = abs(ddp["test_result"]["ndcg@10"] - single["test_result"]["ndcg@10"])
     print(f"single ndcg@10={single['test_result']['ndcg@10']} ddp={ddp['test_result']['ndcg@10']}")
     assert gap <= TOLERANCE
+
+
+def test_training_leaves_no_trainer_in_a_reference_cycle(tmp_path):
+    """A trainer kept alive by a cycle outlives ``destroy_process_group``; its DDP model is then
+    freed during interpreter teardown, which aborts gloo processes (SIGABRT)."""
+    from recbole.trainer import Trainer
+
+    gc.collect()
+    gc.disable()
+    try:
+        run("SASRec", "tiny", config_dict=tiny_config(tmp_path, lr_scheduler="cosine"))
+        alive = [obj for obj in gc.get_objects() if issubclass(type(obj), Trainer)]
+    finally:
+        gc.enable()
+    assert alive == []
