@@ -12,10 +12,12 @@ protocol.json and runs/<model>-seed<seed>.json; a rerun skips the finished runs)
     python run_recbole_bbq.py --model=SASRec,GRU4Rec --dataset=ml-100k --seeds=1,2 --results_dir=out
 
 Any ``--key=value`` that is not an option below is passed to RecBole's Config as an override
-(in a comparison: to every run).
+(in a comparison: to every run); ``--seed=N`` sets the seed of a single run. Options must be
+spelt out in full (``--see=5`` is an unknown key, not ``--seeds``).
 """
 
 import argparse
+import contextlib
 import sys
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
@@ -26,8 +28,10 @@ DEFAULT_DATASET = "ml-100k"
 
 
 def build_parser():
+    # No abbreviations: a prefix such as --seed or --see would otherwise silently become --seeds
+    # and start a comparison, instead of reaching RecBole's Config as a key.
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help="model name")
     parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET, help="dataset name")
@@ -38,7 +42,9 @@ def build_parser():
         "--stage",
         default="train",
         choices=["features", "behavior", "tokenize", "train"],
-        help="run the pipeline up to this stage (default: train, i.e. everything)",
+        help="run --model's pipeline up to this stage (default: train, i.e. everything); "
+        "features/behavior/tokenize exist for the models that need them (BBQRec, BBQSASRec: all "
+        "three; TIGER, MMTIGER: features, tokenize; UniSRec: features)",
     )
     parser.add_argument(
         "--seeds",
@@ -55,6 +61,13 @@ def build_parser():
         action="store_true",
         help="comparison: train nothing, rebuild the report from the finished runs",
     )
+    parser.add_argument(
+        "--prune-cache",
+        action="store_true",
+        help="list the artifacts in the dataset folder that no current config (--config_files) "
+        "uses; add --confirm to remove them",
+    )
+    parser.add_argument("--confirm", action="store_true", help="with --prune-cache: remove the listed files")
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
@@ -113,27 +126,77 @@ def run_comparison_cli(args, config_file_list, argv):
     return 0 if summary["n_ok"] else 1
 
 
+def prune_cache_cli(args, config_file_list):
+    """List (or with ``--confirm`` remove) the dataset's artifacts that no current config uses."""
+    from recbole_bbq.cache import prune_cache
+
+    paths = prune_cache(args.dataset, config_file_list, dry_run=not args.confirm)
+    for path in paths:
+        print(path)
+    if not paths:
+        print(f"prune-cache: no unused artifacts for {args.dataset}")
+    elif args.confirm:
+        print(f"prune-cache: removed {len(paths)} files")
+    else:
+        print(f"prune-cache: {len(paths)} files unused by these configs; rerun with --confirm to remove them")
+    return 0
+
+
+@contextlib.contextmanager
+def command_line(argv):
+    """Make ``sys.argv`` hold ``argv`` while the run lasts.
+
+    RecBole's Config reads the ``--key=value`` overrides from ``sys.argv`` (every Config of the
+    run, e.g. the behaviour stage's too), so ``main(argv)`` behaves exactly like the command line.
+    """
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "run_recbole_bbq.py", *argv]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def check_config_files(config_file_list):
+    """Read every config file once, so a missing or malformed one stops before any work."""
+    from recbole_bbq.config import read_config_file
+
+    for path in config_file_list or []:
+        read_config_file(path)
+
+
 def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``).
+
+    Returns:
+        int: 0 on success, 1 when every run of a comparison failed, 2 on a user error
+        (:class:`~recbole_bbq.errors.RecBoleBBQError`: bad option, key, value, file or model).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, _ = build_parser().parse_known_args(argv)
-    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    config_file_list = args.config_files.strip().split() if args.config_files else None
     from recbole_bbq.pipeline import run_pipeline, run_stage
 
     try:
-        if is_comparison(args):
-            return run_comparison_cli(args, config_file_list, sys.argv[1:] if argv is None else argv)
-        if args.stage != "train":
-            print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
-            return 0
-        run_pipeline(
-            args.model,
-            args.dataset,
-            config_file_list=config_file_list,
-            nproc=args.nproc,
-            world_size=args.world_size,
-            ip=args.ip,
-            port=args.port,
-            group_offset=args.group_offset,
-        )
+        with command_line(argv):
+            check_config_files(config_file_list)
+            if args.prune_cache:
+                return prune_cache_cli(args, config_file_list)
+            if is_comparison(args):
+                return run_comparison_cli(args, config_file_list, argv)
+            if args.stage != "train":
+                print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
+                return 0
+            run_pipeline(
+                args.model,
+                args.dataset,
+                config_file_list=config_file_list,
+                nproc=args.nproc,
+                world_size=args.world_size,
+                ip=args.ip,
+                port=args.port,
+                group_offset=args.group_offset,
+            )
     except RecBoleBBQError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ writes everything into a staging folder and only then moves the files into
 
 import argparse
 import glob
-import gzip
 import html
 import os
 import re
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from recbole_bbq.data.features import feature_path, register_modality, write_feature_file
-from recbole_bbq.data.io import write_text_atomic
+from recbole_bbq.data.io import read_text_lines, write_text_atomic
 from recbole_bbq.data.semantic_ids import semantic_id_path, write_semantic_id_file
 from recbole_bbq.errors import DataError, RecBoleBBQError
 
@@ -299,11 +298,22 @@ def find_source_file(folder, suffix, source_name=None):
     return matches[0], os.path.basename(matches[0])[: -len(suffix)]
 
 
-def open_text(path, encoding="utf-8"):
-    """Open a plain or gzip-compressed text file for reading."""
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding=encoding)
-    return open(path, encoding=encoding)
+def read_lines(path, encoding="utf-8"):
+    """Yield ``(line_no, line)`` of a plain or gzip text file, without the line end.
+
+    Raises:
+        DataError: Naming the file, line and byte offset of a byte that is not ``encoding``
+            (see :func:`recbole_bbq.data.io.read_text_lines`), or an unreadable file.
+    """
+    for line_no, line in read_text_lines(path, encoding):
+        yield line_no, line.rstrip("\r\n")
+
+
+def require_rows(path, rows, what="data rows"):
+    """Raise :class:`DataError` when a file gave no ``rows`` (a header-only or empty file)."""
+    if not rows:
+        raise DataError(f"{path}: no {what}; the file is empty or holds only a header")
+    return rows
 
 
 def read_index_map(path):
@@ -316,19 +326,18 @@ def read_index_map(path):
         DataError: Naming the file and line of a malformed row or a repeated index.
     """
     names = {}
-    with open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2:
-                raise DataError(f"{path}, line {line_no}: expected 'name index', got {line.strip()!r}")
-            name, index = parts
-            if not index.isdigit():
-                raise DataError(f"{path}, line {line_no}: index '{index}' is not a non-negative integer")
-            if index in names:
-                raise DataError(f"{path}, line {line_no}: index {index} appears twice")
-            names[index] = name
+    for line_no, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise DataError(f"{path}, line {line_no}: expected 'name index', got {line.strip()!r}")
+        name, index = parts
+        if not index.isdigit():
+            raise DataError(f"{path}, line {line_no}: index '{index}' is not a non-negative integer")
+        if index in names:
+            raise DataError(f"{path}, line {line_no}: index {index} appears twice")
+        names[index] = name
     return names
 
 

@@ -23,6 +23,7 @@ Example:
 import ast
 import http.client
 import json
+import math
 import os
 import re
 import sys
@@ -42,7 +43,7 @@ from _common import (
     dataset_stats,
     item_file_text,
     leave_one_out_config,
-    open_text,
+    read_lines,
     run_cli,
     sort_tokens,
     unique,
@@ -117,15 +118,12 @@ def read_records(path):
     Lines that are not JSON are parsed as Python literals (the 2018 metadata files).
 
     Raises:
-        DataError: Naming the file and line of a malformed line.
+        DataError: Naming the file and line of a malformed line (and the byte offset of a byte
+            that is not UTF-8).
     """
-    try:
-        with open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                if line.strip():
-                    yield line_no, _parse_line(line, path, line_no)
-    except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: unreadable file ({error})") from None
+    for line_no, line in read_lines(path):
+        if line.strip():
+            yield line_no, _parse_line(line, path, line_no)
 
 
 def _parse_line(line, path, line_no):
@@ -156,13 +154,23 @@ def read_reviews(path):
         _, user = _field(record, ("reviewerID", "user_id"), path, line_no)
         _, item = _field(record, ("parent_asin", "asin"), path, line_no)
         key, value = _field(record, tuple(TIME_UNITS), path, line_no)
-        try:
-            timestamp = float(value) / TIME_UNITS[key]
-        except (TypeError, ValueError):
-            raise DataError(f"{path}, line {line_no}: '{key}' is not a number") from None
+        timestamp = _number(value, key, path, line_no) / TIME_UNITS[key]
         rating = record.get("overall", record.get("rating"))
+        if rating is not None:
+            rating = _number(rating, "overall" if "overall" in record else "rating", path, line_no)
         records.append((str(user), str(item), timestamp, rating))
     return records
+
+
+def _number(value, key, path, line_no):
+    """``value`` as a finite float; anything else is a :class:`DataError` naming the line and key."""
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number):
+        raise DataError(f"{path}, line {line_no}: '{key}' is {value!r}, not a number; fix or delete the line")
+    return number
 
 
 def _categories(record):

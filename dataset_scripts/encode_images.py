@@ -9,8 +9,8 @@ An item's image is the ``image`` column of ``<NAME>.item`` when that is an exist
 (absolute, or relative to ``--image-dir`` or the dataset folder), else
 ``<image-dir>/<item_id>.<jpg|jpeg|png>``. ``--pretrained none`` uses random weights (tests only).
 Writes ``<data-path>/<NAME>/<NAME>.image.npz`` and records the ``image`` modality in
-``<NAME>.yaml``; a second run over unchanged files is a no-op ("cached"). Errors print
-``error: ...`` and exit with status 2.
+``<NAME>.yaml``; a second run over unchanged files with the same ``--missing`` policy is a no-op
+("cached"). Errors print ``error: ...`` and exit with status 2.
 """
 
 import argparse

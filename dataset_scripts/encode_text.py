@@ -6,7 +6,9 @@ Example::
 
 Writes ``<data-path>/<NAME>/<NAME>.text.npz`` and records the ``text`` modality and its
 dimension in ``<data-path>/<NAME>/<NAME>.yaml``; a second run with the same model and texts is
-a no-op ("cached"). Errors print ``error: ...`` and exit with status 2.
+a no-op ("cached"). An item with an empty text gets a zero row flagged missing (``--missing zero``,
+the default) or stops the run (``--missing error``). Errors print ``error: ...`` and exit with
+status 2.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import sys
 
 import recbole_bbq  # noqa: F401  (compatibility fixes first)
 from recbole_bbq.data.encoding import run_encoder_cli
+from recbole_bbq.data.features import MISSING_POLICIES
 from recbole_bbq.data.text_encoder import encode_dataset_text
 
 
@@ -28,6 +31,10 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--fp16", action="store_true", help="half precision (GPU only)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text (default: 128)")
+    parser.add_argument(
+        "--missing", choices=MISSING_POLICIES, default="zero",
+        help="item without text: zero = zero vector flagged missing (default), error = stop",
+    )
     return parser.parse_args(argv)
 
 
@@ -42,6 +49,7 @@ def main(argv=None):
         device=args.device,
         fp16=args.fp16,
         max_length=args.max_length,
+        missing_policy=args.missing,
     )
 
 

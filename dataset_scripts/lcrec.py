@@ -42,11 +42,13 @@ from _common import (
     item_file_text,
     leave_one_out_config,
     read_index_map,
+    require_rows,
     run_cli,
     sort_tokens,
     unique,
     write_conversion,
 )
+from recbole_bbq.data.io import read_text
 from recbole_bbq.data.semantic_ids import parse_code
 from recbole_bbq.errors import DataError
 
@@ -54,12 +56,12 @@ _INDEX_FILE = re.compile(r"^(?P<prefix>.+)\.(?P<kind>index(?:_\w+)?)\.json$")
 
 
 def read_json(path):
-    """Load a JSON file; a syntax error becomes a :class:`DataError` naming the line."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}, line {error.lineno}: malformed JSON ({error.msg})") from None
+    """Load a JSON file; a syntax error or a non-UTF-8 byte is a :class:`DataError` naming the line."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}, line {error.lineno}: malformed JSON ({error.msg})") from None
 
 
 def read_sequences(path):
@@ -73,7 +75,7 @@ def read_sequences(path):
             raise DataError(f"{path}, key '{user}': expected a list of item ids")
         if items:
             sequences[str(user)] = [str(item) for item in items]
-    return sequences
+    return require_rows(path, sequences, "user with at least one item")
 
 
 def read_items(path):

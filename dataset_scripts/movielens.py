@@ -10,6 +10,7 @@ Example:
         --name ml100k --posters ../shared/data/ml100k_posters/posters_w92
 """
 
+import math
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from _common import (
     item_file_text,
     leave_one_out_config,
     require_folder,
+    require_rows,
     run_cli,
     write_conversion,
 )
@@ -45,7 +47,10 @@ def _read_lines(folder, file_name, separator, n_fields=None):
                 continue
             fields = line.rstrip("\n").split(separator)
             if n_fields is not None and len(fields) != n_fields:
-                raise DataError(f"{path}, line {line_no}: expected {n_fields} fields, got {len(fields)}")
+                raise DataError(
+                    f"{path}, line {line_no}: expected {n_fields} fields, got {len(fields)}; "
+                    f"fill in the missing fields or delete the line"
+                )
             yield path, line_no, fields
 
 
@@ -54,10 +59,16 @@ def read_ratings(folder):
     records = []
     for path, line_no, (user, item, rating, timestamp) in _read_lines(folder, "u.data", "\t", 4):
         try:
-            records.append((user, item, int(timestamp), float(rating)))
+            record = (user, item, int(timestamp), float(rating))
         except ValueError:
-            raise DataError(f"{path}, line {line_no}: rating and timestamp must be numbers") from None
-    return records
+            record = None
+        if record is None or not math.isfinite(record[3]):
+            raise DataError(
+                f"{path}, line {line_no}: rating {rating!r} and timestamp {timestamp!r} must be numbers "
+                f"(timestamp an integer); fix or delete the line"
+            )
+        records.append(record)
+    return require_rows(os.path.join(folder, "u.data"), records, "ratings")
 
 
 def read_genres(folder):

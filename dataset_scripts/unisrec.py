@@ -32,8 +32,9 @@ from _common import (
     dataset_stats,
     find_source_file,
     item_file_text,
-    open_text,
     read_index_map,
+    read_lines,
+    require_rows,
     run_cli,
     write_conversion,
 )
@@ -41,7 +42,8 @@ from recbole_bbq.errors import DataError
 
 # Raw feature-file suffix -> modality (UniSRec's plm_suffix and MISSRec's img_suffix).
 FEATURE_SUFFIXES = {"feat1CLS": "text", "feat3CLS": "image"}
-_HEADER_FIELDS = tuple(field.split(":")[0] for field in BENCHMARK_HEADER)
+_HEADER_TYPES = dict(field.split(":") for field in BENCHMARK_HEADER)
+_HEADER_FIELDS = tuple(_HEADER_TYPES)
 
 
 def read_benchmark_file(path, users, items):
@@ -56,28 +58,52 @@ def read_benchmark_file(path, users, items):
         list[tuple[str, list[str], str]]: ``(user, history, target)`` rows.
 
     Raises:
-        DataError: Naming the file and line of a malformed row or an unknown index.
+        DataError: Naming the file and line of a malformed header or row, an empty history, an
+            unknown index, a byte that is not UTF-8, or a file without rows.
     """
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
-    rows = []
-    with open_text(path) as f:
-        header = tuple(field.split(":")[0] for field in f.readline().rstrip("\n").split("\t"))
-        if header != _HEADER_FIELDS:
-            raise DataError(f"{path}, line 1: expected the header fields {_HEADER_FIELDS}, got {header}")
-        for line_no, line in enumerate(f, start=2):
-            cells = line.rstrip("\n").split("\t")
-            if len(cells) != 3:
-                raise DataError(f"{path}, line {line_no}: expected 3 tab-separated columns, got {len(cells)}")
-            user, history, target = cells
-            rows.append(
-                (
-                    _lookup(users, user, path, line_no, "user"),
-                    [_lookup(items, item, path, line_no, "item") for item in history.split()],
-                    _lookup(items, target, path, line_no, "item"),
-                )
+    lines = read_lines(path)
+    _check_benchmark_header(path, next(lines, (1, ""))[1])
+    rows = [_benchmark_row(path, line_no, line, users, items) for line_no, line in lines]
+    return require_rows(path, rows, "interaction rows after the header (line 1)")
+
+
+def _benchmark_row(path, line_no, line, users, items):
+    """One ``(user, history, target)`` row, or a :class:`DataError` naming the line."""
+    cells = line.split("\t")
+    if len(cells) != 3:
+        raise DataError(
+            f"{path}, line {line_no}: expected 3 tab-separated columns ({', '.join(_HEADER_FIELDS)}), "
+            f"got {len(cells)}; fill in the missing fields or delete the row"
+        )
+    user, history, target = cells
+    if not history.split():
+        # RecBole would keep the row and crash in training (gather_indexes at index -1).
+        raise DataError(
+            f"{path}, line {line_no}: empty history (column 2, item_id_list); every row needs at least "
+            f"one earlier item, delete the row"
+        )
+    return (
+        _lookup(users, user, path, line_no, "user"),
+        [_lookup(items, item, path, line_no, "item") for item in history.split()],
+        _lookup(items, target, path, line_no, "item"),
+    )
+
+
+def _check_benchmark_header(path, line):
+    """Raise :class:`DataError` unless ``line`` is ``user_id item_id_list item_id`` (types optional)."""
+    cells = line.split("\t")
+    header = tuple(cell.split(":")[0] for cell in cells)
+    if header != _HEADER_FIELDS:
+        raise DataError(f"{path}, line 1: expected the header fields {_HEADER_FIELDS}, got {header}")
+    for column, cell in enumerate(cells, start=1):
+        name, _, ftype = cell.partition(":")
+        if ftype and ftype != _HEADER_TYPES[name]:
+            raise DataError(
+                f"{path}, line 1, column {column}: '{name}' has type '{ftype}', expected "
+                f"'{_HEADER_TYPES[name]}'; write '{name}:{_HEADER_TYPES[name]}'"
             )
-    return rows
 
 
 def _lookup(mapping, index, path, line_no, kind):
@@ -90,15 +116,13 @@ def _lookup(mapping, index, path, line_no, kind):
 def read_text_file(path):
     """Read ``<P>.text`` (``item_id<TAB>text``) into ``{ASIN: {"text": ...}}``."""
     items = {}
-    with open_text(path) as f:
-        f.readline()
-        for line_no, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            token, sep, text = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise DataError(f"{path}, line {line_no}: expected 'item_id<TAB>text'")
-            items[token] = {"text": text}
+    for line_no, line in read_lines(path):
+        if line_no == 1 or not line.strip():  # line 1 is the header
+            continue
+        token, sep, text = line.partition("\t")
+        if not sep:
+            raise DataError(f"{path}, line {line_no}: expected 'item_id<TAB>text'")
+        items[token] = {"text": text}
     return items
 
 

@@ -16,8 +16,9 @@ missing names or registers an empty module; it never edits installed files.
   assignment, ``Series.agg(len)``, ``torch.cuda.amp.GradScaler``); they are not actionable for
   users and bury our output, so FutureWarnings raised from ``recbole.*`` modules are hidden.
 * ``torch.load`` defaults to ``weights_only=True`` on torch >= 2.6, which rejects RecBole
-  checkpoints (they pickle the Config). :mod:`recbole_bbq.trainer` passes ``weights_only=False``
-  for our own checkpoints instead of changing the process-wide default.
+  checkpoints (they pickle the Config). :mod:`recbole_bbq.trainer` keeps that safe default: it
+  saves checkpoints as tensors and plain data, and unpickles other files only with the
+  ``trust_checkpoint_files`` opt-in, never by changing the process-wide default.
 """
 
 import sys

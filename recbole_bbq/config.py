@@ -4,12 +4,48 @@ import os
 
 import recbole
 import torch
+import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_bbq import compat
+from recbole_bbq.errors import ConfigError
 from recbole_bbq.resources import property_file
 from recbole_bbq.utils import get_model
+from recbole_bbq.validation import validate_config
+
+
+def read_config_file(path, loader=yaml.FullLoader):
+    """The mapping in YAML file ``path`` (an empty file is ``{}``).
+
+    Raises:
+        ConfigError: Naming the file when it is missing, unreadable, not YAML or not a mapping.
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except OSError as error:
+        raise ConfigError(f"config file {path}: cannot read it ({error.strerror or error})") from None
+    try:
+        content = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(error)}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(
+            f"config file {path} must map keys to values (key: value lines), got a {type(content).__name__}"
+        )
+    return content
+
+
+def _yaml_problem(error):
+    """``<problem> at line L, column C`` of a YAML error (lines counted from 1)."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem is None or mark is None:
+        return " ".join(str(error).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 class Config(RecBoleConfig):
@@ -27,6 +63,11 @@ class Config(RecBoleConfig):
     6. User config files, then ``config_dict``, then ``--key=value`` on the command line.
 
     On CPU, multi-process runs use the gloo backend instead of RecBole's hard-coded nccl.
+
+    Once merged, the config goes through :func:`recbole_bbq.validation.validate_config` before
+    anything reads data, so a bad value stops the run at once with an error that names the key,
+    the value and where it was set (:meth:`key_source`). A YAML file that is missing or malformed
+    is a :class:`ConfigError` naming the file.
     """
 
     # Plugin keys that change the dataset object (RecBole compares these before reusing a saved one).
@@ -38,6 +79,60 @@ class Config(RecBoleConfig):
         "semantic_ids_file",
         "semantic_ids_key",
     ]
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        # key -> where its value was set, for the user's layers and for the default layers.
+        self.external_key_sources = {}
+        self.internal_key_sources = {}
+        super().__init__(model, dataset, config_file_list, config_dict)
+
+    def key_source(self, key):
+        """Where ``key``'s value comes from: ``file <path>``, ``config_dict`` or ``the command line``."""
+        return self.external_key_sources.get(key) or self.internal_key_sources.get(key) or "RecBole's defaults"
+
+    def _load_config_files(self, file_list):
+        file_config_dict = {}
+        for path in file_list or []:
+            content = read_config_file(path, self.yaml_loader)
+            file_config_dict.update(content)
+            self.external_key_sources.update(dict.fromkeys(content, f"file {path}"))
+        return file_config_dict
+
+    def _load_variable_config_dict(self, config_dict):
+        variable_config_dict = super()._load_variable_config_dict(config_dict)
+        self.external_key_sources.update(dict.fromkeys(variable_config_dict, "config_dict"))
+        return variable_config_dict
+
+    def _load_cmd_line(self):
+        try:
+            cmd_config_dict = super()._load_cmd_line()
+        except SyntaxError as error:  # RecBole's word for one --key given twice with two values
+            raise ConfigError(f"command line: {error}") from None
+        self.external_key_sources.update(dict.fromkeys(cmd_config_dict, "the command line"))
+        return cmd_config_dict
+
+    def _update_internal_config_dict(self, file):
+        # Also reads <data_path>/<dataset>/<dataset>.yaml, a user-editable file.
+        config_dict = read_config_file(file, self.yaml_loader)
+        self.internal_config_dict.update(config_dict)
+        self.internal_key_sources.update(dict.fromkeys(config_dict, f"file {os.path.normpath(file)}"))
+        return config_dict
+
+    def _get_final_config_dict(self):
+        final_config_dict = super()._get_final_config_dict()
+        self._set_sequential_negative_sampling(final_config_dict)
+        validate_config(final_config_dict, self.key_source, self.model_class, self.external_config_dict)
+        return final_config_dict
+
+    def _set_sequential_negative_sampling(self, final_config_dict):
+        """CE over all items needs no sampled negatives; RecBole's default (uniform, 1) would make
+        every CE sequential model fail its config check. Decided on the merged config, so a user's
+        ``loss_type: BPR`` keeps RecBole's sampling, and a user's own ``train_neg_sample_args`` is
+        kept as given (validation refuses it with CE)."""
+        if "train_neg_sample_args" in self.external_config_dict:
+            return
+        if final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL and final_config_dict.get("loss_type") == "CE":
+            final_config_dict["train_neg_sample_args"] = None
 
     def _init_parameters_category(self):
         super()._init_parameters_category()
@@ -81,10 +176,6 @@ class Config(RecBoleConfig):
                 ]
         # A plugin model YAML must not change what RecBole derived from the model class.
         self.internal_config_dict["MODEL_TYPE"] = model_type
-        if model_type == ModelType.SEQUENTIAL and self.internal_config_dict.get("loss_type") == "CE":
-            # CE over all items needs no sampled negatives; RecBole's default (uniform, 1)
-            # would otherwise make every CE sequential model fail its config check.
-            self.internal_config_dict["train_neg_sample_args"] = None
 
     def _plugin_config_files(self, model, dataset):
         """Return ``(path, is_dataset_file)`` for every plugin YAML layer, lowest priority first."""

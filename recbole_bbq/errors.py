@@ -15,3 +15,7 @@ class ConfigError(RecBoleBBQError, ValueError):
 
 class DataError(RecBoleBBQError, ValueError):
     """An input data file is missing, malformed or inconsistent."""
+
+
+class CheckpointError(RecBoleBBQError):
+    """A checkpoint file is missing, unreadable, refused by safe loading or cannot be saved safely."""

@@ -1,21 +1,67 @@
-"""Stage runner: features -> behaviour vectors -> BBQ tokenizer -> training (SPEC §2).
+"""Stage runner: features -> behaviour vectors -> tokenizer -> training (SPEC §2).
 
 Each stage reuses its cached artifact when its inputs and config are unchanged, and runs the
-stages it depends on first. ``--stage=train`` (the default) trains the model itself.
+stages it depends on first. ``--stage=train`` (the default) trains the model itself. The model's
+own config is built (and so validated) before any stage runs.
 """
 
 import os
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
 
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 
-from recbole_bbq.errors import ConfigError
+from recbole_bbq.errors import ConfigError, UnknownModelError
 from recbole_bbq.resources import property_file
 
 STAGES = ("features", "behavior", "tokenize", "train")
 # Models whose dataset needs semantic IDs, and the tokenizer that makes them.
 SEMANTIC_ID_MODELS = {"BBQRec": "bbq", "BBQSASRec": "bbq", "TIGER": "tiger", "MMTIGER": "mmtiger"}
+# The stages before training of each model; every other model trains on the interactions alone.
+MODEL_STAGES = {
+    "BBQRec": ("features", "behavior", "tokenize"),
+    "BBQSASRec": ("features", "behavior", "tokenize"),
+    "TIGER": ("features", "tokenize"),  # RQ-VAE over one content vector (or published codes)
+    "MMTIGER": ("features", "tokenize"),  # one RQ-VAE per modality
+    "UniSRec": ("features",),  # frozen text vectors
+}
+
+
+def check_model_name(model):
+    """Raise :class:`UnknownModelError` with the closest names if ``model`` does not exist."""
+    from recbole_bbq.utils import get_model, plugin_model_names, recbole_model_names
+    from recbole_bbq.validation import alternatives, closest
+
+    try:
+        get_model(model)
+    except UnknownModelError:
+        plugin, builtin = plugin_model_names(), recbole_model_names()
+        close = closest(model, plugin + builtin)
+        hint = f" (did you mean {alternatives(close)}?)" if close else ""
+        raise UnknownModelError(
+            f"Unknown model '{model}'{hint}. recbole_bbq models: {', '.join(plugin)}. "
+            f"RecBole models: {', '.join(builtin)}."
+        ) from None
+
+
+def check_stage_for_model(stage, model):
+    """Refuse a stage that ``model`` does not have, naming the stages it has."""
+    check_model_name(model)
+    stages = MODEL_STAGES.get(model)
+    if not stages:
+        raise ConfigError(
+            f"{model} has no '{stage}' stage: it trains on the interactions alone, with no features, "
+            f"behaviour vectors or semantic IDs (drop --stage; models with stages: {', '.join(MODEL_STAGES)})"
+        )
+    if stage not in stages:
+        raise ConfigError(f"{model} has no '{stage}' stage; its stages are: {', '.join(stages)}")
+
+
+def model_config(model, dataset, config_file_list=None, config_dict=None):
+    """The config ``model`` will train with; building it validates every key up front."""
+    from recbole_bbq.config import Config
+
+    return Config(model, dataset, config_file_list=config_file_list, config_dict=config_dict)
 
 
 def stage_config(dataset, config_file_list=None, config_dict=None, model=None):
@@ -51,7 +97,7 @@ def run_features_stage(config):
 
 
 def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_progress=True, model=None):
-    """Run ``stage`` (and what it needs) and return the text to print.
+    """Run ``model``'s ``stage`` (and the stages it needs) and return the text to print.
 
     Args:
         stage (str): ``features``, ``behavior`` or ``tokenize``.
@@ -59,53 +105,87 @@ def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_prog
         config_file_list (list[str], optional): YAML files.
         config_dict (dict, optional): Overrides.
         show_progress (bool): Show progress bars.
-        model (str, optional): The model the stages are for; its YAML (and its budget on this
-            dataset) shapes the behaviour and tokenizer settings, as in training.
+        model (str, optional): The model the stages are for (:data:`MODEL_STAGES`): its
+            tokenizer runs at ``tokenize`` (BBQ for BBQRec/BBQSASRec, RQ-VAE for TIGER/MMTIGER),
+            and its YAML (and its budget on this dataset) shapes the stage settings, as in
+            training. None runs the BBQ stages.
 
     Returns:
-        str: A summary; for ``tokenize`` the statistics table, one line per statistic.
+        str: A summary; for ``tokenize`` the statistics, one line per statistic.
+
+    Raises:
+        UnknownModelError: ``model`` does not exist.
+        ConfigError: ``model`` has no such stage, or a config key is invalid (checked before
+            any stage runs).
     """
     if stage not in STAGES[:-1]:
         raise ConfigError(f"--stage must be one of {list(STAGES)}, got '{stage}'")
+    if model is not None:
+        check_stage_for_model(stage, model)
+        model_config(model, dataset, config_file_list, config_dict)
     config = stage_config(dataset, config_file_list, config_dict, model=model)
+    from recbole_bbq.utils import init_logger
+
     init_logger(config)
+    show_progress = show_progress and config["show_progress"]
     if stage == "features":
         return run_features_stage(config)
     if stage == "behavior":
         from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
 
-        behaviour = behaviour_embeddings(config, show_progress=show_progress and config["show_progress"])
+        behaviour = behaviour_embeddings(config, show_progress=show_progress)
         return f"behaviour vectors: {behaviour.features.shape} in {behaviour.path}"
-    from recbole_bbq.tokenizer.stage import format_statistics, run_tokenizer_stage
+    kind = SEMANTIC_ID_MODELS.get(model, "bbq")
+    path, _, stats = build_semantic_ids(kind, config, show_progress)
+    return f"semantic IDs: {path}\n{format_tokenizer_statistics(kind, stats)}"
 
-    path, stats = run_tokenizer_stage(config, show_progress=show_progress and config["show_progress"])
-    return f"semantic IDs: {path}\n{format_statistics(stats)}"
+
+def build_semantic_ids(kind, config, show_progress=True):
+    """Run (or reuse) the tokenizer ``kind`` of :data:`SEMANTIC_ID_MODELS` on a stage config.
+
+    Returns:
+        tuple[str, str, dict]: The semantic-ID file, its cache key and its statistics.
+    """
+    if kind == "bbq":
+        from recbole_bbq.data.semantic_ids import read_semantic_id_file
+        from recbole_bbq.tokenizer.stage import run_tokenizer_stage
+
+        path, stats = run_tokenizer_stage(config, show_progress=show_progress)
+        return path, read_semantic_id_file(path)[2]["cache_key"], stats
+    from recbole_bbq.data import SequentialDataset
+    from recbole_bbq.tokenizer.rqvae import tiger_semantic_ids
+
+    item_tokens = [str(t) for t in SequentialDataset(config).field2id_token[config["ITEM_ID_FIELD"]][1:]]
+    return tiger_semantic_ids(config, item_tokens, show_progress=show_progress, kind=kind)
+
+
+def format_tokenizer_statistics(kind, stats):
+    """One line per statistic: the BBQ table, or ``name: value`` for the RQ-VAE tokenizers."""
+    if kind == "bbq":
+        from recbole_bbq.tokenizer.stage import format_statistics
+
+        return format_statistics(stats)
+    return "\n".join(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}" for name, value in stats.items())
 
 
 def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None, show_progress=True):
     """Run the tokenizer stages a model needs; return the config overrides that attach them.
 
+    The model's config is built first, so an invalid key stops here, before any stage runs. A
+    ``semantic_ids_file`` the user set (YAML file, ``config_dict`` or command line) is used as
+    given, checked against their ``semantic_ids_key`` if any; it is never replaced.
+
     Returns:
         dict: ``semantic_ids_file`` and ``semantic_ids_key`` for models in
         :data:`SEMANTIC_ID_MODELS`; empty for any other model or when the user set the file.
     """
-    from recbole_bbq.data.semantic_ids import read_semantic_id_file
-
     kind = SEMANTIC_ID_MODELS.get(model)
-    if kind is None or (config_dict or {}).get("semantic_ids_file"):
+    if kind is None:
+        return {}
+    if model_config(model, dataset, config_file_list, config_dict)["semantic_ids_file"]:
         return {}
     config = stage_config(dataset, config_file_list, config_dict, model=model)
-    show_progress = show_progress and config["show_progress"]
-    if kind == "bbq":
-        from recbole_bbq.tokenizer.stage import run_tokenizer_stage
-
-        path, _ = run_tokenizer_stage(config, show_progress=show_progress)
-        return {"semantic_ids_file": path, "semantic_ids_key": read_semantic_id_file(path)[2]["cache_key"]}
-    from recbole_bbq.data import SequentialDataset
-    from recbole_bbq.tokenizer.rqvae import tiger_semantic_ids
-
-    item_tokens = [str(t) for t in SequentialDataset(config).field2id_token[config["ITEM_ID_FIELD"]][1:]]
-    path, key, _ = tiger_semantic_ids(config, item_tokens, show_progress=show_progress, kind=kind)
+    path, key, _ = build_semantic_ids(kind, config, show_progress and config["show_progress"])
     return {"semantic_ids_file": path, "semantic_ids_key": key}
 
 
@@ -125,5 +205,6 @@ def run_pipeline(model, dataset, config_file_list=None, config_dict=None, **run_
     """
     from recbole_bbq.quick_start import run
 
+    check_model_name(model)
     overrides = prepare_semantic_ids(model, dataset, config_file_list, config_dict)
     return run(model, dataset, config_file_list, config_dict={**(config_dict or {}), **overrides}, **run_kwargs)

@@ -12,10 +12,10 @@ import torch.distributed as dist
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
 
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_seed, set_color
 
 from recbole_bbq.config import Config
-from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer
+from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer, init_logger
 
 
 def _train_and_test(config, saved=True, verbose=True):

@@ -3,6 +3,7 @@
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 
 from recbole_bbq import compat  # noqa: F401  (before recbole)
@@ -12,10 +13,14 @@ from recbole.data import data_preparation as recbole_data_preparation
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
+from recbole.utils import init_logger as recbole_init_logger
 
 from recbole_bbq.errors import UnknownModelError
 
 compat.disable_recbole_anomaly_detection()
+
+# RecBole's init_logger writes ./log/<model>/<model>-<dataset>-<time>-<hash>.log.
+RECBOLE_LOG_DIR = "log"
 
 _PLUGIN_MODEL_PACKAGES = ["sequential_recommender"]
 # RecBole's exlib_recommender package is left out: importing it needs xgboost and lightgbm.
@@ -158,3 +163,35 @@ def get_trainer(model_type, model_name):
     return trainer_module.compatible_trainer(recbole_get_trainer(model_type, model_name))
 
 
+def ensure_run_folders(config):
+    """Create the folders a RecBole run writes to, tolerating another run creating them too.
+
+    RecBole checks ``os.path.exists`` and then calls ``os.makedirs`` (``init_logger`` for
+    ``./log/<model>``, ``Trainer.__init__`` for ``checkpoint_dir``), so of two runs started at once
+    in a fresh folder the slower one dies with ``FileExistsError``. Creating them first with
+    ``exist_ok=True`` closes that window. (TensorBoard already creates its folders safely.)
+
+    Args:
+        config (Config): The run configuration (``model``, ``checkpoint_dir``).
+
+    Returns:
+        list[str]: The folders that now exist.
+    """
+    folders = [RECBOLE_LOG_DIR, os.path.join(RECBOLE_LOG_DIR, str(config["model"]))]
+    if config["checkpoint_dir"]:
+        folders.append(config["checkpoint_dir"])
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+    return folders
+
+
+def init_logger(config):
+    """RecBole's ``init_logger``, safe when several runs start at once in the same folder.
+
+    Use it instead of ``recbole.utils.init_logger``; see :func:`ensure_run_folders`.
+
+    Args:
+        config (Config): The run configuration.
+    """
+    ensure_run_folders(config)
+    recbole_init_logger(config)

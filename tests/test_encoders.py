@@ -132,7 +132,9 @@ def test_encode_dataset_text_writes_registers_and_caches(tmp_path, monkeypatch):
     assert out == feature_path(data_dir, "shop", "text")
     loaded = read_feature_file(out)
     assert loaded.tokens.tolist() == ["p1", "p2", "p3", "p4", "p5"] and loaded.dim == 384
-    assert loaded.meta["encoder"] == "all-MiniLM-L6-v2" and not loaded.missing.any()
+    assert loaded.meta["encoder"] == "all-MiniLM-L6-v2"
+    assert loaded.missing.tolist() == [False, False, False, True, False]  # p4 has no text: a flagged zero row
+    assert loaded.meta["missing"] == 1 and not loaded.features[3].any()
     assert registered_dims(data_dir, "shop") == {"text": 384}
 
     mtime = os.stat(out).st_mtime_ns

@@ -2,10 +2,12 @@
 
 import os
 
+import pandas as pd
 import torch
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
-from recbole.utils import FeatureType
+from recbole.utils import FeatureSource, FeatureType
 
+from recbole_bbq.data.atomic_files import AtomicFileRules, check_atomic_file
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import (
@@ -14,7 +16,10 @@ from recbole_bbq.data.semantic_ids import (
     read_extra_arrays,
     read_semantic_id_file,
 )
-from recbole_bbq.errors import ConfigError
+from recbole_bbq.errors import ConfigError, DataError
+
+# Atomic files that are checked line by line before RecBole reads them.
+_CHECKED_SOURCES = (FeatureSource.INTERACTION, FeatureSource.USER, FeatureSource.ITEM)
 
 
 class SequentialDataset(RecBoleSequentialDataset):
@@ -24,14 +29,45 @@ class SequentialDataset(RecBoleSequentialDataset):
     (its ``seq_len`` option would keep the *first* items), and SASRec's position embedding then
     fails with "index out of range". Used for every sequential model run through recbole_bbq.
     Embedded datasets (ml-100k) are copied into ``data_path`` instead of being downloaded.
+
+    Every ``.inter``, ``.user`` and ``.item`` file is checked line by line before RecBole reads
+    it (:func:`recbole_bbq.data.atomic_files.check_atomic_file`): a bad byte, an unknown column
+    type, a row with missing fields, a non-numeric or empty float in an interaction file, an
+    empty history or a header-only interaction file is a :class:`DataError` naming the file and
+    line, not a pandas traceback, a silently imputed timestamp or a crash during training.
     """
 
     def _load_data(self, token, dataset_path):
         ensure_embedded_dataset(dataset_path, token)
         super()._load_data(token, dataset_path)
 
+    def _atomic_file_rules(self, source):
+        """What :func:`check_atomic_file` enforces for a file of ``source``."""
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        suffix = self.config["LIST_SUFFIX"]
+        item_aliases = [self.iid_field, *(self.config["alias_of_item_id"] or [])]
+        return AtomicFileRules(
+            loaded=lambda name: (load_col is None or name in load_col) and not (unload_col and name in unload_col),
+            interactions=source == FeatureSource.INTERACTION,
+            required={field for field in (self.uid_field, self.iid_field) if field},
+            histories={f"{self.iid_field}{suffix}", *(name for name in item_aliases if name.endswith(suffix))},
+            separator=self.config["field_separator"],
+            seq_separator=self.config["seq_separator"],
+            encoding=self.config["encoding"] or "utf-8",
+        )
+
+    def _read_checked_feat(self, filepath, source):
+        """RecBole's ``_load_feat`` after :func:`check_atomic_file`; pandas errors name the file."""
+        if source not in _CHECKED_SOURCES or self._get_load_and_unload_col(source)[0] == set():
+            return super()._load_feat(filepath, source)  # a file RecBole does not read
+        check_atomic_file(filepath, self._atomic_file_rules(source))
+        try:
+            return super()._load_feat(filepath, source)
+        except (ValueError, pd.errors.ParserError) as error:
+            raise DataError(f"{filepath}: RecBole cannot read this atomic file ({error})") from None
+
     def _load_feat(self, filepath, source):
-        df = super()._load_feat(filepath, source)
+        df = self._read_checked_feat(filepath, source)
         if df is None or self.config["benchmark_filename"] is None:
             return df
         max_len = self.config["MAX_ITEM_LIST_LENGTH"]

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import os
 import numpy as np
 
 from recbole_bbq.data.features import read_feature_file
+from recbole_bbq.data.io import read_text
 from recbole_bbq.errors import DataError, RecBoleBBQError
 
 ITEM_ID_COLUMN = "item_id"
@@ -30,19 +32,18 @@ def read_item_file(data_dir, dataset):
         tuple[str, pandas.DataFrame]: The file path and its table (every cell a ``str``).
 
     Raises:
-        DataError: If the file is missing or unreadable, has no ``item_id`` column or repeats
-            an item token.
+        DataError: If the file is missing or unreadable (a byte that is not UTF-8 is reported
+            with its line and byte offset), has no ``item_id`` column or repeats an item token.
     """
     import pandas as pd
 
     path = item_file_path(data_dir, dataset)
     if not os.path.isfile(path):
         raise DataError(f"{path}: item file not found")
+    text = read_text(path)  # decoded here so that a bad byte is reported with its line and offset
     try:
-        frame = pd.read_csv(
-            path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8"
-        )
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"{path}: unreadable item file ({error})") from None
     frame.columns = [column.split(":", 1)[0] for column in frame.columns]
     if ITEM_ID_COLUMN not in frame.columns:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recbole_bbq.data.io import atomic_path
+from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
 from recbole_bbq.errors import DataError
 
 MISSING_POLICIES = ("error", "zero")
@@ -86,6 +86,7 @@ def write_feature_file(path, tokens, features, missing=None, meta=None):
     features = np.asarray(features, dtype=np.float32)
     missing = np.zeros(len(tokens), dtype=bool) if missing is None else np.asarray(missing, bool)
     _validate(path, tokens, features, missing)
+    remove_stale_temp_files(path)  # left by a writer that was killed mid-write
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(

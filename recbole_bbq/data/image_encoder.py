@@ -204,14 +204,16 @@ def find_image_file(token, value, image_dir, data_dir):
     return next((os.path.abspath(path) for path in candidates if os.path.isfile(path)), "")
 
 
-def _image_cache_key(arch, pretrained, seed, tokens, paths):
-    """Hash of the encoder (file size and mtime of a checkpoint) and every item's image file."""
+def _image_cache_key(arch, pretrained, seed, tokens, paths, missing_policy):
+    """Hash of the encoder (file size and mtime of a checkpoint), every item's image file and the
+    missing policy: a file written under ``"zero"`` (zero rows for absent images) is never
+    reused by an ``"error"`` run, which must stop on the first absent image instead."""
     weights = [os.path.abspath(pretrained), *file_identity(pretrained)] if os.path.isfile(pretrained) else pretrained
     images = [[token, path, *(file_identity(path) if path else [])] for token, path in zip(tokens, paths)]
-    return sha256_of([arch, weights, int(seed), images])
+    return sha256_of([arch, weights, int(seed), images, {"missing_policy": missing_policy}])
 
 
-def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2020, **kwargs):
+def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2020, missing_policy="zero", **kwargs):
     """Encode the image of every item of ``<data_dir>/<dataset>.item`` into a feature file.
 
     An item's image is found by :func:`find_image_file` (``image`` column, else the item
@@ -220,7 +222,7 @@ def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2
     written when encoding fails.
 
     The output is reused, without loading the model, when its ``cache_key`` (architecture,
-    weights file, seed and every item's image path, size and mtime) matches.
+    weights file, seed, missing policy and every item's image path, size and mtime) matches.
 
     Args:
         data_dir (str): The dataset folder.
@@ -229,8 +231,8 @@ def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2
         arch (str): open_clip architecture.
         pretrained (str): Checkpoint file or ``"none"``.
         seed (int): Seed of random weights.
-        **kwargs: ``batch_size``, ``device``, ``missing_policy``, ``show_progress`` of
-            :func:`encode_images`.
+        missing_policy (str): ``"zero"`` or ``"error"`` for an absent or unreadable image.
+        **kwargs: ``batch_size``, ``device``, ``show_progress`` of :func:`encode_images`.
 
     Returns:
         str: The feature file path.
@@ -239,15 +241,19 @@ def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2
     tokens = frame[ITEM_ID_COLUMN].tolist()
     values = frame["image"].tolist() if "image" in frame.columns else [""] * len(tokens)
     paths = [find_image_file(token, value, image_dir, data_dir) for token, value in zip(tokens, values)]
-    cache_key = _image_cache_key(arch, pretrained, seed, tokens, paths)
+    if missing_policy not in MISSING_POLICIES:
+        raise ConfigError(f"missing policy must be one of {MISSING_POLICIES}, got '{missing_policy}'")
+    cache_key = _image_cache_key(arch, pretrained, seed, tokens, paths, missing_policy)
     out = feature_path(data_dir, dataset, "image")
     cached = cached_feature_file(out, cache_key)
     if cached is not None:
-        logger.info(f"{out}: cached (same encoder and image files)")
+        logger.info(f"{out}: cached (same encoder, missing policy and image files)")
         register_modality(data_dir, dataset, "image", cached.dim)
         return out
     try:
-        features, missing, skipped = encode_images(paths, arch, pretrained, seed=seed, items=tokens, **kwargs)
+        features, missing, skipped = encode_images(
+            paths, arch, pretrained, seed=seed, items=tokens, missing_policy=missing_policy, **kwargs
+        )
     except DataError as error:
         raise DataError(f"{item_path} (image folder {image_dir}): {error}") from None
     dim = features.shape[1]
@@ -256,6 +262,7 @@ def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2
         "arch": arch,
         "pretrained": pretrained,
         "seed": int(seed),
+        "missing_policy": missing_policy,
         "dim": dim,
         "cache_key": cache_key,
         "skipped": len(skipped),

@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 import torch
 
-from recbole_bbq.data.io import atomic_path
+from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
 from recbole_bbq.errors import DataError
 
 _CODE_PATTERN = re.compile(r"^<?[A-Za-z]*_?(\d+)>?$")
@@ -53,6 +53,7 @@ def write_semantic_id_file(path, tokens, codes, meta=None):
     tokens = np.asarray([str(t) for t in tokens], dtype=str)
     codes = np.asarray(codes, dtype=np.int64)
     _validate(path, tokens, codes)
+    remove_stale_temp_files(path)  # left by a writer that was killed mid-write
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, tokens=tokens, codes=codes, meta=np.asarray(json.dumps(meta or {}, sort_keys=True)))

@@ -28,7 +28,7 @@ from recbole_bbq.data.encoding import (
     resolve_device,
     sha256_of,
 )
-from recbole_bbq.data.features import feature_path, register_modality, write_feature_file
+from recbole_bbq.data.features import MISSING_POLICIES, feature_path, register_modality, write_feature_file
 from recbole_bbq.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ def encode_texts(
     Texts are batched longest-first (less padding); rows come back in input order.
 
     Args:
-        texts (Sequence[str]): The texts; an empty string is encoded like any other.
+        texts (Sequence[str]): The texts; an empty string is encoded like any other (the
+            dataset-level :func:`encode_dataset_text` never passes one: it flags such items missing).
         model_path (str, optional): Local Hugging Face model directory; default
             :func:`default_text_model_path`.
         batch_size (int): Texts per forward pass.
@@ -208,26 +209,80 @@ def _model_identity(model_path):
     return identity
 
 
-def _text_cache_key(model_path, model_name, max_length, tokens, texts):
-    """Hash of the model identity, ``max_length`` and every (token, text) pair."""
-    return sha256_of([model_name, _model_identity(model_path), int(max_length), list(tokens), list(texts)])
+def _text_cache_key(model_path, model_name, max_length, tokens, texts, missing_policy):
+    """Hash of the model identity, ``max_length``, every (token, text) pair and the missing policy.
+
+    The ``empty_text`` marker keeps files from before empty texts were flagged missing (they hold
+    an embedding of ``""``) from being reused.
+    """
+    options = {"max_length": int(max_length), "missing_policy": missing_policy, "empty_text": "missing"}
+    return sha256_of([model_name, _model_identity(model_path), options, list(tokens), list(texts)])
 
 
-def encode_dataset_text(data_dir, dataset, model_path=None, max_length=128, **kwargs):
+def empty_text_rows(texts):
+    """Rows whose text is empty or white space only: items without text."""
+    return [row for row, text in enumerate(texts) if not str(text).strip()]
+
+
+def _check_missing_texts(item_path, tokens, empty_rows, missing_policy):
+    """Apply the missing policy to items without text (before any cache lookup or encoding).
+
+    Raises:
+        ConfigError: For an unknown policy.
+        DataError: Under ``"error"`` when an item has no text, or under any policy when no item has.
+    """
+    if missing_policy not in MISSING_POLICIES:
+        raise ConfigError(f"missing policy must be one of {MISSING_POLICIES}, got '{missing_policy}'")
+    if empty_rows and missing_policy == "error":
+        row = empty_rows[0]
+        raise DataError(
+            f"{item_path}, data row {row + 1}: item '{tokens[row]}' has no text; {len(empty_rows)} of "
+            f"{len(tokens)} items have none. Fill in their text, or use the missing policy 'zero' to give "
+            f"them zero vectors flagged as missing"
+        )
+    if tokens and len(empty_rows) == len(tokens):
+        raise DataError(f"{item_path}: none of the {len(tokens)} items has a text to encode")
+
+
+def _encode_present_texts(texts, empty_rows, model_path, max_length, **kwargs):
+    """Embeddings of the non-empty texts; items without text get a zero row and a missing flag."""
+    missing = np.zeros(len(texts), dtype=bool)
+    missing[empty_rows] = True
+    present = np.flatnonzero(~missing)
+    encoded = encode_texts([texts[row] for row in present], model_path=model_path, max_length=max_length, **kwargs)
+    features = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
+    features[present] = encoded
+    return features, missing
+
+
+def _report_missing_texts(item_path, tokens, empty_rows):
+    """Log how many items have no text (they are zero vectors, flagged missing)."""
+    if empty_rows:
+        shown = ", ".join(f"'{tokens[row]}'" for row in empty_rows[:5])
+        more = f" and {len(empty_rows) - 5} more" if len(empty_rows) > 5 else ""
+        logger.warning(
+            f"{item_path}: {len(empty_rows)} item(s) without text (zero vectors, flagged missing): {shown}{more}"
+        )
+
+
+def encode_dataset_text(data_dir, dataset, model_path=None, max_length=128, missing_policy="zero", **kwargs):
     """Encode the text of every item of ``<data_dir>/<dataset>.item`` into a feature file.
 
     Writes ``feature_path(data_dir, dataset, "text")`` and records the ``text`` modality and
-    its dimension in ``<data_dir>/<dataset>.yaml``. Items with an empty text are encoded as
-    the empty string (a valid, if uninformative, embedding), not flagged as missing.
+    its dimension in ``<data_dir>/<dataset>.yaml``. An item whose text is empty is *missing*:
+    under the ``"zero"`` policy it gets a zero row flagged in the file's ``missing`` mask (and
+    counted in ``meta["missing"]``), under ``"error"`` it stops the run with a
+    :class:`DataError` naming the file, the row and the item; nothing is written then.
 
     The output is reused, without loading the model, when its ``cache_key`` (model identity,
-    ``max_length``, every item token and text) matches.
+    ``max_length``, missing policy, every item token and text) matches.
 
     Args:
         data_dir (str): The dataset folder.
         dataset (str): Dataset name.
         model_path (str, optional): Local model directory; default all-MiniLM-L6-v2.
         max_length (int): Tokens per text.
+        missing_policy (str): ``"zero"`` or ``"error"`` for an item without text.
         **kwargs: ``batch_size``, ``device``, ``fp16``, ``show_progress`` of :func:`encode_texts`.
 
     Returns:
@@ -236,18 +291,29 @@ def encode_dataset_text(data_dir, dataset, model_path=None, max_length=128, **kw
     item_path, frame = read_item_file(data_dir, dataset)
     tokens = frame[ITEM_ID_COLUMN].tolist()
     texts = item_texts(frame, item_path)
+    empty_rows = empty_text_rows(texts)
+    _check_missing_texts(item_path, tokens, empty_rows, missing_policy)
     path, name = _resolve_text_model(model_path)
-    cache_key = _text_cache_key(path, name, max_length, tokens, texts)
+    cache_key = _text_cache_key(path, name, max_length, tokens, texts, missing_policy)
     out = feature_path(data_dir, dataset, "text")
     cached = cached_feature_file(out, cache_key)
     if cached is not None:
-        logger.info(f"{out}: cached (same model, max_length and item texts)")
+        logger.info(f"{out}: cached (same model, max_length, missing policy and item texts)")
         register_modality(data_dir, dataset, "text", cached.dim)
         return out
-    features = encode_texts(texts, model_path=path, max_length=max_length, **kwargs)
+    features, missing = _encode_present_texts(texts, empty_rows, path, max_length, **kwargs)
     dim = features.shape[1]
-    meta = {"modality": "text", "encoder": name, "dim": dim, "max_length": int(max_length), "cache_key": cache_key}
-    write_feature_file(out, tokens, features, meta=meta)
+    meta = {
+        "modality": "text",
+        "encoder": name,
+        "dim": dim,
+        "max_length": int(max_length),
+        "missing": len(empty_rows),
+        "missing_policy": missing_policy,
+        "cache_key": cache_key,
+    }
+    write_feature_file(out, tokens, features, missing=missing, meta=meta)
     register_modality(data_dir, dataset, "text", dim)
-    logger.info(f"{out}: {len(tokens)} items, dim {dim} ({name})")
+    _report_missing_texts(item_path, tokens, empty_rows)
+    logger.info(f"{out}: {len(tokens)} items, dim {dim} ({name}), {len(empty_rows)} without text")
     return out

@@ -4,7 +4,10 @@ The artifact ``<data_path>/<dataset>.bbq-<key>.sid.npz`` is a semantic-ID file (
 ``codes`` = fused codes plus dedup code) with extra arrays ``codes_<signal>`` and
 ``quantized_<signal>`` for every signal (behaviour, each modality, fused) and the statistics in
 its meta. ``<key>`` hashes the feature files, the behaviour vectors and the tokenizer config, so a
-changed input never reuses a stale artifact. A per-level code-usage plot is saved beside it.
+changed input never reuses a stale artifact. A per-level code-usage plot
+``<dataset>.bbq-<key>.usage.png`` is saved beside it, and redrawn from the artifact when a reused
+artifact has none (e.g. the run that made it was killed while drawing). Temporary files that a
+killed writer left next to either are removed before they are written.
 """
 
 import hashlib
@@ -15,7 +18,7 @@ from logging import getLogger
 import numpy as np
 
 from recbole_bbq.data.features import align_to_items
-from recbole_bbq.data.io import atomic_path
+from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
 from recbole_bbq.data.semantic_ids import check_cache_key, read_extra_arrays, read_semantic_id_file
 from recbole_bbq.errors import DataError
 from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
@@ -41,7 +44,34 @@ def tokenizer_cache_key(params, item_tokens, features, behaviour_key):
 
 
 def artifact_path(config, key):
+    """``<data_path>/<dataset>.bbq-<key[:16]>.sid.npz``."""
     return os.path.join(config["data_path"], f"{config['dataset']}.bbq-{key[:16]}.sid.npz")
+
+
+def usage_plot_path(path):
+    """The code-usage plot beside the artifact ``path`` (``.sid.npz`` -> ``.usage.png``)."""
+    return path[: -len(".sid.npz")] + ".usage.png" if path.endswith(".sid.npz") else path + ".usage.png"
+
+
+def tokenizer_features(config):
+    """The multi-modal dataset, its item tokens and its modality matrices (padding excluded).
+
+    Raises:
+        DataError: If the dataset lists no modalities.
+    """
+    from recbole_bbq.data import MultiModalSequentialDataset
+
+    dataset = MultiModalSequentialDataset(config)
+    if not dataset.modalities:
+        raise DataError(f"dataset '{config['dataset']}' lists no modalities; the BBQ tokenizer needs at least one")
+    features = {m: dataset.item_features[m][1:].numpy() for m in dataset.modalities}
+    return dataset, list(dataset.item_tokens())[1:], features
+
+
+def tokenizer_artifact_path(config, item_tokens, features, behaviour_key):
+    """``(path, key)`` of the artifact that ``config`` and these inputs need."""
+    key = tokenizer_cache_key(tokenizer_params(config["tokenizer"]), item_tokens, features, behaviour_key)
+    return artifact_path(config, key), key
 
 
 def tokenizer_inputs(config, show_progress=True):
@@ -50,16 +80,10 @@ def tokenizer_inputs(config, show_progress=True):
     Returns:
         tuple: ``(dataset, item_tokens, features, behaviour, behaviour_key)``; padding excluded.
     """
-    from recbole_bbq.data import MultiModalSequentialDataset
-
-    dataset = MultiModalSequentialDataset(config)
-    if not dataset.modalities:
-        raise DataError(f"dataset '{config['dataset']}' lists no modalities; the BBQ tokenizer needs at least one")
+    dataset, item_tokens, features = tokenizer_features(config)
     behaviour_file = behaviour_embeddings(config, show_progress=show_progress)
-    item_tokens = list(dataset.item_tokens())
-    behaviour, _ = align_to_items(behaviour_file, item_tokens)
-    features = {m: dataset.item_features[m][1:].numpy() for m in dataset.modalities}
-    return dataset, item_tokens[1:], features, behaviour[1:].numpy(), behaviour_file.meta["cache_key"]
+    behaviour, _ = align_to_items(behaviour_file, list(dataset.item_tokens()))
+    return dataset, item_tokens, features, behaviour[1:].numpy(), behaviour_file.meta["cache_key"]
 
 
 def save_artifact(path, item_tokens, encoded, stats, meta):
@@ -69,6 +93,7 @@ def save_artifact(path, item_tokens, encoded, stats, meta):
         arrays[f"codes_{signal}"] = codes
         arrays[f"quantized_{signal}"] = encoded["quantized"][signal].astype(np.float32)
     arrays["meta"] = np.asarray(json.dumps({**meta, "stats": stats}, sort_keys=True))
+    remove_stale_temp_files(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -107,9 +132,26 @@ def plot_code_usage(path, codes, codebook_size):
         axis.set_xlabel("code (sorted by use)")
         axis.set_ylabel("items")
     figure.tight_layout()
+    remove_stale_temp_files(path)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     plt.close(figure)
+
+
+def ensure_usage_plot(path, artifact):
+    """Draw the code-usage plot of a reused artifact when it is absent; return the plot path.
+
+    Args:
+        path (str): The artifact path.
+        artifact (dict): What :func:`load_artifact` returned for it.
+    """
+    plot = usage_plot_path(path)
+    remove_stale_temp_files(plot)
+    if not os.path.isfile(plot):
+        codebook_size = artifact["meta"]["params"]["codebook_size"]
+        plot_code_usage(plot, artifact["codes_fused"], codebook_size)
+        getLogger().info(f"tokenizer: redrew the missing code-usage plot {plot}")
+    return plot
 
 
 def format_statistics(stats):
@@ -144,12 +186,13 @@ def run_tokenizer_stage(config, show_progress=True):
     logger = getLogger()
     params = tokenizer_params(config["tokenizer"])
     _, item_tokens, features, behaviour, behaviour_key = tokenizer_inputs(config, show_progress)
-    key = tokenizer_cache_key(params, item_tokens, features, behaviour_key)
-    path = artifact_path(config, key)
+    path, key = tokenizer_artifact_path(config, item_tokens, features, behaviour_key)
+    remove_stale_temp_files(path)
     if os.path.isfile(path):
         try:
             artifact = load_artifact(path, expected_key=key)
             logger.info(f"tokenizer: reusing {path}")
+            ensure_usage_plot(path, artifact)
             return path, artifact["meta"]["stats"]
         except DataError as error:
             logger.warning(f"tokenizer: rebuilding unusable artifact ({error})")
@@ -158,6 +201,6 @@ def run_tokenizer_stage(config, show_progress=True):
     stats = tokenizer.statistics(features, behaviour)
     meta = {"cache_key": key, "behaviour_key": behaviour_key, "params": params, "modalities": list(features)}
     save_artifact(path, item_tokens, encoded, stats, meta)
-    plot_code_usage(path.replace(".sid.npz", ".usage.png"), encoded["codes"]["fused"], params["codebook_size"])
+    plot_code_usage(usage_plot_path(path), encoded["codes"]["fused"], params["codebook_size"])
     logger.info(f"tokenizer: saved {path}\n{format_statistics(stats)}")
     return path, stats
