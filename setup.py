@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["recbole_bbq", "recbole_bbq.*"]) + ["recbole_bbq.properties"],
     package_dir={"recbole_bbq.properties": "properties"},
-    package_data={"recbole_bbq.properties": ["*.yaml", "*/*.yaml"]},
+    package_data={"recbole_bbq.properties": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
     py_modules=["run_recbole_bbq"],
     install_requires=[
         "torch>=2.1,<3",

@@ -10,7 +10,9 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TESTS_DIR)
 TEST_DATA = os.path.join(TESTS_DIR, "test_data")
-SHARED_DATA = os.path.abspath(os.path.join(REPO_DIR, "..", "shared", "data"))
+# The real datasets beside the clone; RECBOLE_BBQ_SHARED_DATA points elsewhere (a missing folder
+# there shows what a lone clone sees).
+SHARED_DATA = os.environ.get("RECBOLE_BBQ_SHARED_DATA") or os.path.abspath(os.path.join(REPO_DIR, "..", "shared", "data"))
 
 
 @pytest.fixture(autouse=True)
@@ -78,8 +80,9 @@ def scientific_slice(tmp_path_factory):
     sys.path.insert(0, os.path.join(REPO_DIR, "dataset_scripts"))
     import unisrec
 
+    source = require_shared("amazon_scientific_mm")
     root = tmp_path_factory.mktemp("scientific")
-    unisrec.convert(os.path.join(SHARED_DATA, "amazon_scientific_mm"), "Scientific", str(root))
+    unisrec.convert(source, "Scientific", str(root))
     keep_first_users(root / "Scientific", "Scientific", 300)
     return root
 

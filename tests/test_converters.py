@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO_DIR, SHARED_DATA
+from conftest import REPO_DIR, SHARED_DATA, require_shared
 
 from recbole_bbq.config import Config
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
@@ -94,6 +94,7 @@ def listing(folder):
 
 @pytest.fixture(scope="module")
 def scientific_mm(tmp_path_factory):
+    require_shared("amazon_scientific_mm")
     out = tmp_path_factory.mktemp("converted")
     stats = unisrec.convert(SCIENTIFIC_MM, "SciMM", str(out))
     return out, stats
@@ -101,6 +102,7 @@ def scientific_mm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scientific_lcrec(tmp_path_factory):
+    require_shared("amazon_scientific_lcrec")
     out = tmp_path_factory.mktemp("converted")
     stats = lcrec.convert(SCIENTIFIC_LCREC, "SciLC", str(out))
     return out, stats
@@ -148,6 +150,7 @@ def test_unisrec_feature_rows_equal_the_raw_rows(scientific_mm):
 
 
 def test_unisrec_keeps_only_the_last_max_history_items(tmp_path):
+    require_shared("amazon_scientific_mm")
     stats = unisrec.convert(SCIENTIFIC_MM, "Short", str(tmp_path), max_history=3)
     assert stats["interactions"] == 19712  # statistics count full sequences
     data_dir = tmp_path / "Short"
@@ -204,6 +207,7 @@ def test_lcrec_scientific_counts_items_semantic_ids_and_split(scientific_lcrec):
 
 
 def test_lcrec_instruments_index_files_and_asin_column(tmp_path):
+    require_shared("amazon_instruments_mql4grec")
     stats = lcrec.convert(INSTRUMENTS, "Instruments", str(tmp_path))
     assert (stats["users"], stats["items"], stats["interactions"]) == (17112, 6250, 136226)
     data_dir = tmp_path / "Instruments"
@@ -217,6 +221,7 @@ def test_lcrec_instruments_index_files_and_asin_column(tmp_path):
 
 
 def test_instruments_code_features_are_one_hot_code_tuples(tmp_path):
+    require_shared("amazon_instruments_mql4grec")
     stats = lcrec.convert(INSTRUMENTS, "Instruments", str(tmp_path), code_features="index_lemb=text,index_vitemb=image")
     data_dir = tmp_path / "Instruments"
     for sid_name, modality in (("index_lemb", "text"), ("index_vitemb", "image")):
@@ -235,6 +240,7 @@ def test_instruments_code_features_are_one_hot_code_tuples(tmp_path):
 
 
 def test_movielens_with_posters(tmp_path):
+    require_shared("ml100k_posters")
     stats = movielens.convert(ML100K, "ml100k", str(tmp_path), posters=POSTERS)
     assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
     data_dir = tmp_path / "ml100k"
@@ -466,6 +472,7 @@ def test_a_failure_while_writing_leaves_no_partial_dataset(tmp_path):
 
 
 def test_cli_prints_statistics_or_a_one_line_error(tmp_path, capsys):
+    require_shared("amazon_instruments_mql4grec")
     assert lcrec.main(["--input", INSTRUMENTS, "--name", "Instr", "--output-dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "users           17,112" in printed and "avg seq length  7.96" in printed

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config
+from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config, require_shared
 from recbole_bbq.config import Config
 from recbole_bbq.data import MultiModalSequentialDataset, SequentialDataset
 from recbole_bbq.data.features import feature_path, write_feature_file
@@ -127,6 +127,7 @@ SCIENTIFIC_MM = f"{SHARED_DATA}/amazon_scientific_mm"
 
 
 def test_scientific_mm_through_the_hook_matches_the_raw_files(tmp_path):
+    require_shared("amazon_scientific_mm")
     import sys
 
     sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO_DIR, SHARED_DATA
+from conftest import REPO_DIR, SHARED_DATA, require_shared
 
 import open_clip
 from recbole_bbq.data import encoding, image_encoder, text_encoder
@@ -37,6 +37,7 @@ TINY_VIT = {
 
 def poster_paths(count=20):
     """The first ``count`` MovieLens posters (by file name)."""
+    require_shared("ml100k_posters")
     return sorted(glob.glob(os.path.join(POSTERS, "*.jpg")))[:count]
 
 
@@ -82,6 +83,7 @@ def poster_dataset(tmp_path):
 
 
 def test_near_duplicate_titles_are_closest():
+    require_shared("amazon_scientific_lcrec")
     with open(SCIENTIFIC_ITEMS, encoding="utf-8") as f:
         items = json.load(f)
     titles = [items[key]["title"] for key in NEAR_DUPLICATES + UNRELATED]

@@ -19,3 +19,22 @@ def test_ci_installs_and_tests_exactly_as_the_readme_says():
     assert install_and_run.endswith("run_recbole_bbq.py")
     assert install in ci.splitlines()
     assert test_command in ci
+
+
+def test_wheel_ships_every_properties_yaml():
+    """setup.py's package_data patterns match every YAML under properties/ (nested ones too)."""
+    import ast
+    import fnmatch
+
+    tree = ast.parse(open(os.path.join(REPO_DIR, "setup.py"), encoding="utf-8").read())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    package_data = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "package_data"))
+    patterns = package_data["recbole_bbq.properties"]
+    root = os.path.join(REPO_DIR, "properties")
+    shipped = [
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, _, names in os.walk(root) for name in names if name.endswith(".yaml")
+    ]
+    # setuptools globs each pattern separately: "*" does not cross "/".
+    missing = [p for p in shipped if not any(fnmatch.fnmatch(p, pat) and p.count("/") == pat.count("/") for pat in patterns)]
+    assert shipped and missing == []

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config
+from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config, require_shared
 from recbole_bbq.config import Config
 from recbole_bbq.data.features import feature_path, write_feature_file
 from recbole_bbq.errors import ConfigError, DataError
@@ -21,6 +21,7 @@ EPOCHS = 40  # enough for the codebooks to settle on 1,585 items; ~12 s per fit 
 @pytest.fixture(scope="module")
 def scientific(tmp_path_factory):
     """Scientific-MM converted once, with behaviour vectors from a 3-epoch train-split SASRec."""
+    require_shared("amazon_scientific_mm")
     sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")
     import unisrec
 
