@@ -123,6 +123,8 @@ def run_comparison_cli(args, config_file_list, argv):
     if summary["n_failed"]:
         total = summary["n_ok"] + summary["n_failed"]
         print(f"{summary['n_failed']} of {total} runs failed (see the report)")
+    if summary.get("n_not_run"):
+        print(f"{summary['n_not_run']} cells have no run yet (the report lists their seeds)")
     return 0 if summary["n_ok"] else 1
 
 

@@ -106,7 +106,7 @@ def run_comparison(
     Returns:
         dict: ``dir``, ``markdown``, ``csv``, ``png``, ``protocol`` (paths), ``table`` (the
         Markdown table), ``rows`` (per-model summaries), ``runs`` (per-cell records),
-        ``n_ok`` and ``n_failed`` (cells).
+        ``n_ok``, ``n_failed`` and ``n_not_run`` (cells).
 
     Raises:
         ConfigError: If ``models`` or ``seeds`` is empty or has duplicates.
@@ -413,6 +413,7 @@ def write_summary(models, dataset, seeds, records, config_file_list=None, config
     write_plot(paths["comparison.png"], rows, metrics, dataset)
     write_curves(paths["curves.png"], models, seeds, records, valid_metric, dataset)
     n_ok = sum(_is_ok(r) for r in records.values())
+    n_not_run = sum(not r for r in records.values())
     return {
         "dir": out_dir,
         "markdown": paths["comparison.md"],
@@ -424,7 +425,8 @@ def write_summary(models, dataset, seeds, records, config_file_list=None, config
         "rows": rows,
         "runs": records,
         "n_ok": n_ok,
-        "n_failed": len(records) - n_ok,
+        "n_failed": len(records) - n_ok - n_not_run,
+        "n_not_run": n_not_run,
     }
 
 
@@ -453,23 +455,32 @@ def summarize(models, seeds, records):
     for model in models:
         cells = [(seed, records.get((model, seed)) or {}) for seed in seeds]
         ok = [(seed, r) for seed, r in cells if _is_ok(r)]
-        failed = [(seed, r) for seed, r in cells if not _is_ok(r)]
+        failed = [(seed, r) for seed, r in cells if r and not _is_ok(r)]
+        not_run = [seed for seed, r in cells if not r]  # no record: never run, not a failure
         values = _per_seed_values(ok)
         rows.append(
             {
                 "model": model,
-                "status": STATUS_OK if not failed else ("partial" if ok else STATUS_FAILED),
+                "status": _row_status(ok, failed),
                 "n_seeds": len(ok),
                 "seeds": [seed for seed, _ in ok],
                 "values": values,
                 "mean": {m: float(np.mean(list(v.values()))) for m, v in values.items()},
                 "std": {m: _sample_std(list(v.values())) for m, v in values.items()},
                 "error": _model_error(failed),
+                "not_run": not_run,
                 "stop_reasons": [r.get("stop_reason") for _, r in ok],
                 "epochs": [r.get("epochs_trained") for _, r in ok],
             }
         )
     return rows
+
+
+def _row_status(ok, failed):
+    """``ok``, ``partial`` (some seeds failed), ``failed`` or ``not run`` (no record at all)."""
+    if ok:
+        return "partial" if failed else STATUS_OK
+    return STATUS_FAILED if failed else "not run"
 
 
 def _per_seed_values(ok_cells):
@@ -488,7 +499,7 @@ def _sample_std(values):
 
 def _model_error(failed_cells):
     """The error of a model's failed cells: one text when they agree, else per seed."""
-    errors = [(seed, r.get("error") or "not run") for seed, r in failed_cells]
+    errors = [(seed, r.get("error") or "no error recorded") for seed, r in failed_cells]
     if not errors:
         return ""
     if len({e for _, e in errors}) == 1:
@@ -799,8 +810,11 @@ def _markdown_cell(row, metric, marks):
 
 
 def _status_text(row):
+    not_run = f"not run: seed {', '.join(map(str, row['not_run']))}" if row.get("not_run") else ""
     if row["status"] == STATUS_OK:
-        return "ok"
+        return f"ok; {not_run}" if not_run else "ok"
+    if row["status"] == "not run":
+        return not_run
     error = _escape(row["error"])
     if row["status"] == STATUS_FAILED:
         return f"failed: {error}"
@@ -823,9 +837,9 @@ def failures_markdown(rows, records, seeds):
     lines = []
     for row in rows:
         for seed in seeds:
-            record = records.get((row["model"], seed)) or {}
-            if not _is_ok(record):
-                lines.append(f"- {row['model']} seed {seed}: {_escape(record.get('error', 'not run'))}")
+            record = records.get((row["model"], seed))
+            if record and not _is_ok(record):
+                lines.append(f"- {row['model']} seed {seed}: {_escape(record.get('error', 'no error recorded'))}")
     return "\n".join(lines)
 
 

@@ -287,3 +287,9 @@ def test_report_only_rebuilds_tables_without_training(tmp_path, monkeypatch):
     assert len(fake.calls) == calls  # nothing trained
     rows = read_csv(summary["csv"])
     assert rows["SASRec"]["status"] == "ok" and rows["GRU4Rec"]["n_seeds"] == "0"
+    # A cell without a record was never run: not a failure.
+    assert rows["GRU4Rec"]["status"] == "not run" and summary["n_failed"] == 0 and summary["n_not_run"] == 2
+    os.remove(os.path.join(tmp_path, "results", "tiny", "runs", "SASRec-seed2.json"))
+    summary = run_comparison(["SASRec"], "tiny", [1, 2], report_only=True, **options)
+    assert read_csv(summary["csv"])["SASRec"]["status"] == "ok"
+    assert "| ok; not run: seed 2 |" in open(summary["markdown"], encoding="utf-8").read()
