@@ -21,8 +21,6 @@ Usage (what ``run_recbole_bbq.py --prune-cache --dataset=NAME`` calls)::
     prune_cache("Scientific", ["my.yaml"], dry_run=False)  # removes them; returns what it removed
 """
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -146,13 +144,13 @@ def behaviour_artifact(config):
 
     Mirrors :func:`recbole_bbq.tokenizer.behaviour.behaviour_embeddings` up to its cache lookup.
     """
-    from recbole_bbq.tokenizer.behaviour import behaviour_cache_key, build_behaviour_config
+    from recbole_bbq.tokenizer.behaviour import behaviour_artifact_path, behaviour_cache_key, build_behaviour_config
     from recbole_bbq.utils import create_dataset, data_preparation
 
     behaviour_config = build_behaviour_config(config)
     train_data, _, _ = data_preparation(behaviour_config, create_dataset(behaviour_config))
     key = behaviour_cache_key(behaviour_config, train_data._dataset)
-    return os.path.join(config["data_path"], f"{config['dataset']}.behaviour-{key[:16]}.npz"), key
+    return behaviour_artifact_path(config, key), key
 
 
 def _require_feature_files(config):
@@ -181,21 +179,15 @@ def bbq_artifacts(config):
 def tiger_artifacts(config, kind):
     """The TIGER or MMTIGER semantic-ID file ``config`` needs, without fitting an RQ-VAE.
 
-    Mirrors the key of :func:`recbole_bbq.tokenizer.rqvae.tiger_semantic_ids`.
+    Uses the key of :func:`recbole_bbq.tokenizer.rqvae.tiger_semantic_ids`.
     """
     from recbole_bbq.data import SequentialDataset
-    from recbole_bbq.tokenizer.rqvae import RQVAE_DEFAULTS, _code_sources
+    from recbole_bbq.tokenizer.rqvae import RQVAE_DEFAULTS, _code_sources, tiger_artifact
 
     item_tokens = [str(t) for t in SequentialDataset(config).field2id_token[config["ITEM_ID_FIELD"]][1:]]
     params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
     sources = _code_sources(config, kind, params, item_tokens, show_progress=False)
-    key_parts = {
-        "kind": kind,
-        "parts": [part for part, _ in sources],
-        "items": hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest(),
-    }
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
-    return [os.path.join(config["data_path"], f"{config['dataset']}.{kind}-{key[:16]}.sid.npz")]
+    return [tiger_artifact(config, kind, sources, item_tokens)[0]]
 
 
 def used_artifacts(dataset, config_file_list=None, config_dict=None):

@@ -81,6 +81,11 @@ def build_behaviour_config(config):
     return behaviour_config
 
 
+def behaviour_artifact_path(config, key):
+    """The behaviour-vector file of cache ``key`` in ``config``'s dataset folder."""
+    return os.path.join(config["data_path"], f"{config['dataset']}.behaviour-{key[:16]}.npz")
+
+
 def behaviour_embeddings(config, show_progress=True):
     """Train (or reuse) the behaviour SASRec and return its item embedding feature file.
 
@@ -99,7 +104,7 @@ def behaviour_embeddings(config, show_progress=True):
     dataset = create_dataset(behaviour_config)
     train_data, _, _ = data_preparation(behaviour_config, dataset)
     key = behaviour_cache_key(behaviour_config, train_data._dataset)
-    path = os.path.join(config["data_path"], f"{config['dataset']}.behaviour-{key[:16]}.npz")
+    path = behaviour_artifact_path(config, key)
     cached = cached_feature_file(path, key)
     if cached is not None:
         logger.info(f"behaviour vectors: reusing {path}")

@@ -110,6 +110,27 @@ def _code_sources(config, kind, params, item_tokens, show_progress):
     return sources
 
 
+def tiger_artifact(config, kind, sources, item_tokens):
+    """Path, cache key and key parts of the semantic-ID file built from ``sources``.
+
+    Args:
+        config (Config): The run configuration (``data_path``, ``dataset``).
+        kind (str): ``tiger`` or ``mmtiger``.
+        sources (list[tuple[dict, Callable]]): :func:`_code_sources`' ``(key part, build)`` pairs.
+        item_tokens (list[str]): Item tokens, in RecBole's id order.
+
+    Returns:
+        tuple[str, str, dict]: Path, full key, and the parts the key hashes.
+    """
+    key_parts = {
+        "kind": kind,
+        "parts": [part for part, _ in sources],
+        "items": hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest(),
+    }
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    return os.path.join(config["data_path"], f"{config['dataset']}.{kind}-{key[:16]}.sid.npz"), key, key_parts
+
+
 def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
     """Build (or reuse) the semantic-ID file of TIGER (``kind="tiger"``) or MMTIGER (``"mmtiger"``).
 
@@ -122,13 +143,7 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
     """
     params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
     sources = _code_sources(config, kind, params, item_tokens, show_progress)
-    key_parts = {
-        "kind": kind,
-        "parts": [part for part, _ in sources],
-        "items": hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest(),
-    }
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
-    out = os.path.join(config["data_path"], f"{config['dataset']}.{kind}-{key[:16]}.sid.npz")
+    out, key, key_parts = tiger_artifact(config, kind, sources, item_tokens)
     if os.path.isfile(out):
         try:
             _, _, meta = read_semantic_id_file(out)
