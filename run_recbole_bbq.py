@@ -35,9 +35,7 @@ def build_parser():
     )
     parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help="model name")
     parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET, help="dataset name")
-    parser.add_argument(
-        "--config_files", default=None, help="space-separated YAML files, later ones win"
-    )
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files, later ones win")
     parser.add_argument(
         "--stage",
         default="train",
@@ -71,9 +69,7 @@ def build_parser():
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
-    parser.add_argument(
-        "--world_size", type=int, default=-1, help="processes over all nodes (-1: nproc)"
-    )
+    parser.add_argument("--world_size", type=int, default=-1, help="processes over all nodes (-1: nproc)")
     parser.add_argument(
         "--group_offset", type=int, default=0, help="global rank of this node's first process"
     )
@@ -187,7 +183,9 @@ def main(argv=None):
             if is_comparison(args):
                 return run_comparison_cli(args, config_file_list, argv)
             if args.stage != "train":
-                print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
+                print(
+                    run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model)
+                )
                 return 0
             run_pipeline(
                 args.model,

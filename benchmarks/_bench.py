@@ -13,7 +13,11 @@ SHARED_DATA = os.environ.get("RECBOLE_BBQ_SHARED_DATA", os.path.join(REPO, "..",
 # Shared dataset folder and the converter call that makes a recbole_bbq dataset of it.
 SOURCES = {
     "Scientific": ("amazon_scientific_mm", "unisrec", {}),
-    "Instruments": ("amazon_instruments_mql4grec", "lcrec", {"code_features": "index_lemb=text,index_vitemb=image"}),
+    "Instruments": (
+        "amazon_instruments_mql4grec",
+        "lcrec",
+        {"code_features": "index_lemb=text,index_vitemb=image"},
+    ),
 }
 
 

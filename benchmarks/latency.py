@@ -50,22 +50,33 @@ def measure(model, batch, users, repeats, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="Scientific", help="Scientific or Instruments (converted if missing)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", default="Scientific", help="Scientific or Instruments (converted if missing)"
+    )
     parser.add_argument("--data-path", default="/tmp/bench-data")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--users", type=int, default=50, help="batch-1 calls timed")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tokenizer-epochs", type=int, default=100, help="behaviour/tokenizer budget (cached)")
+    parser.add_argument(
+        "--tokenizer-epochs", type=int, default=100, help="behaviour/tokenizer budget (cached)"
+    )
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
     ensure_dataset(args.dataset, args.data_path)
     base = {
-        "data_path": args.data_path, "seed": 2020, "state": "ERROR", "show_progress": False,
-        "eval_batch_size": args.batch_size, "use_gpu": args.device.startswith("cuda"),
+        "data_path": args.data_path,
+        "seed": 2020,
+        "state": "ERROR",
+        "show_progress": False,
+        "eval_batch_size": args.batch_size,
+        "use_gpu": args.device.startswith("cuda"),
         "behaviour": {"epochs": min(20, args.tokenizer_epochs)},
-        "tokenizer": {"epochs": args.tokenizer_epochs}, "rqvae": {"epochs": args.tokenizer_epochs},
+        "tokenizer": {"epochs": args.tokenizer_epochs},
+        "rqvae": {"epochs": args.tokenizer_epochs},
     }
     rows = {}
     for name in MODELS:
@@ -73,11 +84,15 @@ def main(argv=None):
         single, full = measure(model, batch, args.users, args.repeats, args.device)
         rows[name] = (median(single), float(np.percentile(single, 90)), median(full), len(batch))
     print(f"\nbeam inference, {args.dataset}, beam {model.beam_size}, {device_name(args.device)}")
-    print(f"{'model':<8} {'1 user ms (median)':>19} {'p90 ms':>8} {f'{rows[name][3]} users ms':>15} {'users/s':>9}")
+    print(
+        f"{'model':<8} {'1 user ms (median)':>19} {'p90 ms':>8} {f'{rows[name][3]} users ms':>15} {'users/s':>9}"
+    )
     for name, (one, p90, full, n) in rows.items():
         print(f"{name:<8} {one * 1e3:>19.1f} {p90 * 1e3:>8.1f} {full * 1e3:>15.1f} {n / full:>9.0f}")
     tiger, bbq = rows["TIGER"], rows["BBQRec"]
-    print(f"{'BBQRec/TIGER':<8} {bbq[0] / tiger[0]:>19.2f} {bbq[1] / tiger[1]:>8.2f} {bbq[2] / tiger[2]:>15.2f}")
+    print(
+        f"{'BBQRec/TIGER':<8} {bbq[0] / tiger[0]:>19.2f} {bbq[1] / tiger[1]:>8.2f} {bbq[2] / tiger[2]:>15.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def run_budgets(results, model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", default="results/Instruments", help="folder of the comparison")
     args = parser.parse_args(argv)
     rows = read_rows(args.results)
@@ -66,8 +68,12 @@ def main(argv=None):
         published = PUBLISHED.get(model, {}).get("ndcg@10")
         shown = f"{published:.4f}" if published else MEASURED_BAR.get(model, "-")
         ratio = f"{ndcg / published:.2f}" if published else ""
-        print(f"{model:<10} {ndcg:>9.4f} {shown:>10} {ratio:>6} {recall:>10.4f}  {run_budgets(args.results, model)}")
-    print(f"{'MQL4GRec':<10} {'':>9} {PUBLISHED['MQL4GRec']['ndcg@10']:>10.4f}  (published; not reimplemented)")
+        print(
+            f"{model:<10} {ndcg:>9.4f} {shown:>10} {ratio:>6} {recall:>10.4f}  {run_budgets(args.results, model)}"
+        )
+    print(
+        f"{'MQL4GRec':<10} {'':>9} {PUBLISHED['MQL4GRec']['ndcg@10']:>10.4f}  (published; not reimplemented)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def step_time(model, train_data, n=5):
 @torch.no_grad()
 def beam_time(model, test_data, n=3):
     model.eval()
-    return median(timed(lambda b: model.full_sort_predict(b[0]), [b for _, b in zip(range(n), test_data)], model.device))
+    return median(
+        timed(lambda b: model.full_sort_predict(b[0]), [b for _, b in zip(range(n), test_data)], model.device)
+    )
 
 
 def main():
@@ -66,13 +68,20 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-path", default="/tmp/bench-data")
     parser.add_argument("--checkpoint-dir", default="/tmp/bench-saved")
-    parser.add_argument("--config-files", nargs="*", default=None, help="YAML files for every model (e.g. a smaller backbone)")
+    parser.add_argument(
+        "--config-files", nargs="*", default=None, help="YAML files for every model (e.g. a smaller backbone)"
+    )
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv; our flags are not its keys
     ensure_dataset("Scientific", args.data_path)
     base = {
-        "data_path": args.data_path, "checkpoint_dir": args.checkpoint_dir, "epochs": args.epochs,
-        "stopping_step": args.epochs, "seed": 2020, "state": "ERROR", "show_progress": False,
+        "data_path": args.data_path,
+        "checkpoint_dir": args.checkpoint_dir,
+        "epochs": args.epochs,
+        "stopping_step": args.epochs,
+        "seed": 2020,
+        "state": "ERROR",
+        "show_progress": False,
         "eval_batch_size": 256,
     }
     rows, timings = [], {}
@@ -87,8 +96,14 @@ def main():
         if name in ("TIGER", "BBQRec"):
             model.score_mode = "beam" if name == "BBQRec" else None
             timings[name] = (step_time(model, train_data), beam_time(model, test_data))
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"\nScientific-MM, {args.epochs} epochs each, seed 2020, {device}, config files {args.config_files}")
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"\nScientific-MM, {args.epochs} epochs each, seed 2020, {device}, config files {args.config_files}"
+    )
     print(f"{'model':<20} {'Recall@10':>10} {'NDCG@10':>10}")
     for name, recall, ndcg in rows:
         print(f"{name:<20} {recall:>10.4f} {ndcg:>10.4f}")

@@ -15,7 +15,9 @@ import recbole_bbq  # noqa: F401  (compatibility fixes first)
 from recbole_bbq.data.text_encoder import encode_texts
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_ITEMS = os.path.join(REPO_DIR, "..", "shared", "data", "amazon_scientific_lcrec", "Scientific.item.json")
+DEFAULT_ITEMS = os.path.join(
+    REPO_DIR, "..", "shared", "data", "amazon_scientific_lcrec", "Scientific.item.json"
+)
 TEXT_FIELDS = ("title", "brand", "categories", "description")
 
 
@@ -42,7 +44,11 @@ def main():
     for batch_size in args.batch_sizes:
         start = time.perf_counter()
         encode_texts(
-            texts, batch_size=batch_size, device=args.device, fp16=args.fp16, max_length=args.max_length,
+            texts,
+            batch_size=batch_size,
+            device=args.device,
+            fp16=args.fp16,
+            max_length=args.max_length,
             show_progress=False,
         )
         seconds = time.perf_counter() - start

@@ -18,7 +18,9 @@ SCIENTIFIC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data
 
 
 def scientific_inputs():
-    read = lambda suffix: np.fromfile(os.path.join(SCIENTIFIC, f"Scientific.{suffix}"), np.float32).reshape(-1, 512)
+    read = lambda suffix: np.fromfile(os.path.join(SCIENTIFIC, f"Scientific.{suffix}"), np.float32).reshape(
+        -1, 512
+    )
     features = {"text": read("feat1CLS"), "image": read("feat3CLS")}
     return features, np.random.default_rng(0).normal(size=(1585, 64)).astype(np.float32)
 
@@ -40,7 +42,9 @@ def main():
         ("Instruments-sized (random)", instruments_sized_inputs()),
     ):
         start = time.time()
-        tokenizer = BBQTokenizer(epochs=args.epochs).fit(features, behaviour, device=args.device, show_progress=False)
+        tokenizer = BBQTokenizer(epochs=args.epochs).fit(
+            features, behaviour, device=args.device, show_progress=False
+        )
         total = time.time() - start
         stats = tokenizer.statistics(features, behaviour)
         rows.append((name, len(behaviour), args.epochs, total, total / args.epochs, stats["collision_rate"]))

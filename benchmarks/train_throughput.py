@@ -49,7 +49,9 @@ def build(model_name, size, variant, epochs, base):
     """Config, train/valid loaders and a trainer of one variant (same initial weights for all)."""
     files = [os.path.join(CONFIGS, "scientific.yaml")] + SIZES[size]
     overrides = {**base, **variant, "epochs": epochs, "eval_step": epochs, "max_train_seconds": None}
-    overrides.update(prepare_semantic_ids(model_name, "Scientific", files, config_dict=overrides, show_progress=False))
+    overrides.update(
+        prepare_semantic_ids(model_name, "Scientific", files, config_dict=overrides, show_progress=False)
+    )
     config = Config(model_name, "Scientific", config_file_list=files, config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
@@ -75,7 +77,11 @@ def measure(model_name, size, variant, epochs, base):
     trainer._train_epoch = timed_epoch
     trainer.fit(train_data, valid_data, saved=False, show_progress=False, verbose=False)
     epoch_seconds = median(seconds)
-    return len(train_data._dataset) / epoch_seconds, epoch_seconds, trainer.valid_curve[-1]["valid_result"]["ndcg@10"]
+    return (
+        len(train_data._dataset) / epoch_seconds,
+        epoch_seconds,
+        trainer.valid_curve[-1]["valid_result"]["ndcg@10"],
+    )
 
 
 class FirstBatches:
@@ -110,12 +116,18 @@ def main():
     parser.add_argument("--models", default="TIGER,BBQRec")
     parser.add_argument("--sizes", default="cpu_small,tiger")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant (valid NDCG@10 after them)")
-    parser.add_argument("--timing-only", default="tiger", help="sizes timed over a few batches, without accuracy")
+    parser.add_argument(
+        "--timing-only", default="tiger", help="sizes timed over a few batches, without accuracy"
+    )
     parser.add_argument("--timing-batches", type=int, default=15)
     parser.add_argument("--data-path", default=os.path.join(REPO, "dataset"))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (compilation included)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; the first is the reference")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile (compilation included)"
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated; the first is the reference"
+    )
     parser.add_argument("--seed", type=int, default=2020, help="seed of data order and initial weights")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config parses the command line too
@@ -126,7 +138,9 @@ def main():
 
     ensure_dataset("Scientific", args.data_path)
     base = {"data_path": args.data_path, "show_progress": False, "state": "ERROR", "seed": args.seed}
-    base.update(use_gpu=args.device != "cpu", checkpoint_dir=os.path.join(args.data_path, "..", "saved", "throughput"))
+    base.update(
+        use_gpu=args.device != "cpu", checkpoint_dir=os.path.join(args.data_path, "..", "saved", "throughput")
+    )
     print(f"Scientific-MM training throughput on {device_name(args.device)}, seed {args.seed}")
     print("| model | size | variant | trained | seqs/s | s/epoch | speed-up | valid NDCG@10 |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
@@ -136,7 +150,9 @@ def main():
             reference = None
             for variant in variants:
                 if timing_only:
-                    rate, seconds, ndcg = measure_timing_only(model_name, size, variants[variant], args.timing_batches, base)
+                    rate, seconds, ndcg = measure_timing_only(
+                        model_name, size, variants[variant], args.timing_batches, base
+                    )
                 else:
                     rate, seconds, ndcg = measure(model_name, size, variants[variant], args.epochs, base)
                 reference = reference or rate

@@ -83,9 +83,7 @@ def find_input_files(input):
     if os.path.isfile(input):
         review = input
     elif os.path.isdir(input):
-        reviews = [
-            name for name in sorted(os.listdir(input)) if _stem(name) and not name.startswith("meta_")
-        ]
+        reviews = [name for name in sorted(os.listdir(input)) if _stem(name) and not name.startswith("meta_")]
         if len(reviews) != 1:
             found = ", ".join(reviews) or "none"
             raise DataError(
@@ -395,7 +393,9 @@ def build_parser():
     parser.add_argument(
         "--download-images", dest="download_images_dir", metavar="DIR", help="cache folder for item images"
     )
-    parser.add_argument("--retries", type=int, default=2, help="extra attempts per image download (default: 2)")
+    parser.add_argument(
+        "--retries", type=int, default=2, help="extra attempts per image download (default: 2)"
+    )
     return parser
 
 

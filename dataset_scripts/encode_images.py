@@ -28,12 +28,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. ml-100k")
     parser.add_argument("--image-dir", required=True, help="folder of <item_id>.<jpg|jpeg|png> images")
-    parser.add_argument("--model", required=True, help="open_clip architecture, e.g. ViT-B-32, or local-dir:<folder>")
-    parser.add_argument("--pretrained", required=True, help="local checkpoint file, or 'none' for random weights")
+    parser.add_argument(
+        "--model", required=True, help="open_clip architecture, e.g. ViT-B-32, or local-dir:<folder>"
+    )
+    parser.add_argument(
+        "--pretrained", required=True, help="local checkpoint file, or 'none' for random weights"
+    )
     parser.add_argument("--data-path", default="dataset", help="folder that holds <NAME>/ (default: dataset)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--missing", choices=MISSING_POLICIES, default="zero", help="absent/unreadable image policy")
+    parser.add_argument(
+        "--missing", choices=MISSING_POLICIES, default="zero", help="absent/unreadable image policy"
+    )
     parser.add_argument("--seed", type=int, default=2020, help="seed of random weights (default: 2020)")
     return parser.parse_args(argv)
 

@@ -26,13 +26,19 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. ml-100k")
     parser.add_argument("--data-path", default="dataset", help="folder that holds <NAME>/ (default: dataset)")
-    parser.add_argument("--model", default=None, help="local Hugging Face model directory (default: all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--model", default=None, help="local Hugging Face model directory (default: all-MiniLM-L6-v2)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)"
+    )
     parser.add_argument("--fp16", action="store_true", help="half precision (GPU only)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text (default: 128)")
     parser.add_argument(
-        "--missing", choices=MISSING_POLICIES, default="zero",
+        "--missing",
+        choices=MISSING_POLICIES,
+        default="zero",
         help="item without text: zero = zero vector flagged missing (default), error = stop",
     )
     return parser.parse_args(argv)

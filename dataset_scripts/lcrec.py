@@ -106,7 +106,9 @@ def read_codes(path):
         except (TypeError, ValueError) as error:
             raise DataError(f"{path}, key '{token}': {error}") from None
         if codes and len(row) != len(codes[0]):
-            raise DataError(f"{path}, key '{token}': {len(row)} codes, but earlier items have {len(codes[0])}")
+            raise DataError(
+                f"{path}, key '{token}': {len(row)} codes, but earlier items have {len(codes[0])}"
+            )
         tokens.append(str(token))
         codes.append(row)
     return tokens, codes

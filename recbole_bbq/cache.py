@@ -49,7 +49,7 @@ def artifact_kind(file_name, dataset):
     prefix = f"{dataset}."
     if not file_name.startswith(prefix):
         return None
-    rest = file_name[len(prefix):]
+    rest = file_name[len(prefix) :]
     for kind, endings in ARTIFACT_ENDINGS.items():
         for ending in endings:
             if rest.startswith(f"{kind}-") and rest.endswith(ending):
@@ -144,7 +144,11 @@ def behaviour_artifact(config):
 
     Mirrors :func:`recbole_bbq.tokenizer.behaviour.behaviour_embeddings` up to its cache lookup.
     """
-    from recbole_bbq.tokenizer.behaviour import behaviour_artifact_path, behaviour_cache_key, build_behaviour_config
+    from recbole_bbq.tokenizer.behaviour import (
+        behaviour_artifact_path,
+        behaviour_cache_key,
+        build_behaviour_config,
+    )
     from recbole_bbq.utils import create_dataset, data_preparation
 
     behaviour_config = build_behaviour_config(config)

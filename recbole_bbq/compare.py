@@ -129,7 +129,16 @@ def run_comparison(
             records[model, seed] = read_run(run_file(out_dir, model, seed))
             continue
         records[model, seed] = _run_or_skip_cell(
-            model, dataset, seed, config_file_list, cell_dict, settings, out_dir, tag, show_progress, model_name
+            model,
+            dataset,
+            seed,
+            config_file_list,
+            cell_dict,
+            settings,
+            out_dir,
+            tag,
+            show_progress,
+            model_name,
         )
     return write_summary(models, dataset, seeds, records, config_file_list, config_dict, out_dir)
 
@@ -215,7 +224,16 @@ def _cell_settings(config_file_list, config_dict):
 
 
 def _run_or_skip_cell(
-    model, dataset, seed, config_file_list, config_dict, settings, out_dir, tag, show_progress, model_name=None
+    model,
+    dataset,
+    seed,
+    config_file_list,
+    config_dict,
+    settings,
+    out_dir,
+    tag,
+    show_progress,
+    model_name=None,
 ):
     """Return the stored record of a finished cell, or run the cell and store its record.
 
@@ -621,8 +639,8 @@ def candidate_set(mode):
     if mode == "full":
         return "all items (full ranking)"
     for prefix, how in (("uni", "uniformly"), ("pop", "popularity-")):
-        if mode.startswith(prefix) and mode[len(prefix):].isdigit():
-            return f"the target plus {mode[len(prefix):]} {how} sampled negatives ({mode})"
+        if mode.startswith(prefix) and mode[len(prefix) :].isdigit():
+            return f"the target plus {mode[len(prefix) :]} {how} sampled negatives ({mode})"
     return mode
 
 
@@ -762,14 +780,24 @@ def _mode_text(mode):
 def markdown_table(rows, metrics, valid_metric):
     """Rows = models, columns = test metrics, ``n seeds``, best valid score and status."""
     columns = metrics + ["valid"]
-    header = ["model"] + metrics + ["n seeds", f"best valid {valid_metric.lower()}", "stopped by", "epochs", "status"]
+    header = (
+        ["model"]
+        + metrics
+        + ["n seeds", f"best valid {valid_metric.lower()}", "stopped by", "epochs", "status"]
+    )
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     marks = {m: _best_and_second(rows, m, valid_metric if m == "valid" else None) for m in columns}
     for row in rows:
         cells = [_markdown_cell(row, metric, marks[metric]) for metric in columns]
         cells.insert(len(metrics), str(row["n_seeds"]))
-        stops = [row["model"], *cells, _stop_text(row["stop_reasons"]), _epochs_text(row["epochs"]), _status_text(row)]
+        stops = [
+            row["model"],
+            *cells,
+            _stop_text(row["stop_reasons"]),
+            _epochs_text(row["epochs"]),
+            _status_text(row),
+        ]
         lines.append("| " + " | ".join(stops) + " |")
     return "\n".join(lines)
 
@@ -839,7 +867,9 @@ def failures_markdown(rows, records, seeds):
         for seed in seeds:
             record = records.get((row["model"], seed))
             if record and not _is_ok(record):
-                lines.append(f"- {row['model']} seed {seed}: {_escape(record.get('error', 'no error recorded'))}")
+                lines.append(
+                    f"- {row['model']} seed {seed}: {_escape(record.get('error', 'no error recorded'))}"
+                )
     return "\n".join(lines)
 
 
@@ -918,7 +948,16 @@ def write_csv(path, rows, metrics, valid_metric):
     header = ["model"]
     for metric in metrics:
         header += [f"{metric}_mean", f"{metric}_std"]
-    header += [f"{valid}_mean", f"{valid}_std", "n_seeds", "seeds", "stop_reasons", "epochs", "status", "error"]
+    header += [
+        f"{valid}_mean",
+        f"{valid}_std",
+        "n_seeds",
+        "seeds",
+        "stop_reasons",
+        "epochs",
+        "status",
+        "error",
+    ]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)

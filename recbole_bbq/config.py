@@ -88,7 +88,9 @@ class Config(RecBoleConfig):
 
     def key_source(self, key):
         """Where ``key``'s value comes from: ``file <path>``, ``config_dict`` or ``the command line``."""
-        return self.external_key_sources.get(key) or self.internal_key_sources.get(key) or "RecBole's defaults"
+        return (
+            self.external_key_sources.get(key) or self.internal_key_sources.get(key) or "RecBole's defaults"
+        )
 
     def _load_config_files(self, file_list):
         file_config_dict = {}
@@ -131,7 +133,10 @@ class Config(RecBoleConfig):
         kept as given (validation refuses it with CE)."""
         if "train_neg_sample_args" in self.external_config_dict:
             return
-        if final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL and final_config_dict.get("loss_type") == "CE":
+        if (
+            final_config_dict["MODEL_TYPE"] == ModelType.SEQUENTIAL
+            and final_config_dict.get("loss_type") == "CE"
+        ):
             final_config_dict["train_neg_sample_args"] = None
 
     def _init_parameters_category(self):
@@ -196,7 +201,9 @@ class Config(RecBoleConfig):
         if self.model_class.__module__.startswith("recbole.model."):
             return []  # RecBole already loaded this model's own YAML
         model_dir = os.path.join(os.path.dirname(recbole.__file__), "properties", "model")
-        bases = [c for c in reversed(self.model_class.__mro__[1:]) if c.__module__.startswith("recbole.model.")]
+        bases = [
+            c for c in reversed(self.model_class.__mro__[1:]) if c.__module__.startswith("recbole.model.")
+        ]
         return [os.path.join(model_dir, f"{c.__name__}.yaml") for c in bases]
 
     def _set_default_parameters(self):
@@ -211,9 +218,7 @@ class Config(RecBoleConfig):
         if isinstance(gpu_id, tuple):
             gpu_id = ",".join(map(str, gpu_id))
         use_cuda = (
-            self.final_config_dict.get("use_gpu", True)
-            and len(str(gpu_id)) > 0
-            and torch.cuda.is_available()
+            self.final_config_dict.get("use_gpu", True) and len(str(gpu_id)) > 0 and torch.cuda.is_available()
         )
         if use_cuda or "local_rank" not in self.final_config_dict:
             if not use_cuda:

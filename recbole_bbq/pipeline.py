@@ -76,7 +76,10 @@ def stage_config(dataset, config_file_list=None, config_dict=None, model=None):
 
     files = [property_file("tokenizer", "BBQ.yaml")]
     if model:
-        candidates = (property_file("model", f"{model}.yaml"), property_file("dataset", dataset, f"{model}.yaml"))
+        candidates = (
+            property_file("model", f"{model}.yaml"),
+            property_file("dataset", dataset, f"{model}.yaml"),
+        )
         files += [path for path in candidates if os.path.isfile(path)]
     files += list(config_file_list or [])
     config = Config("SASRec", dataset, config_file_list=files, config_dict=config_dict)
@@ -165,7 +168,10 @@ def format_tokenizer_statistics(kind, stats):
         from recbole_bbq.tokenizer.stage import format_statistics
 
         return format_statistics(stats)
-    return "\n".join(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}" for name, value in stats.items())
+    return "\n".join(
+        f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}"
+        for name, value in stats.items()
+    )
 
 
 def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None, show_progress=True):
@@ -207,4 +213,6 @@ def run_pipeline(model, dataset, config_file_list=None, config_dict=None, **run_
 
     check_model_name(model)
     overrides = prepare_semantic_ids(model, dataset, config_file_list, config_dict)
-    return run(model, dataset, config_file_list, config_dict={**(config_dict or {}), **overrides}, **run_kwargs)
+    return run(
+        model, dataset, config_file_list, config_dict={**(config_dict or {}), **overrides}, **run_kwargs
+    )

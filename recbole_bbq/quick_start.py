@@ -71,9 +71,7 @@ def run_recbole_bbq(
         ``valid_curve`` (one entry per validation), ``stop_reason`` (``early_stopping``,
         ``epoch_limit`` or ``time_budget``) and ``epochs_trained``.
     """
-    config = Config(
-        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
-    )
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -139,9 +137,7 @@ def run(
         than the first.
     """
     if nproc == 1 and world_size <= 0:
-        return run_recbole_bbq(
-            model, dataset, config_file_list, config_dict=config_dict, saved=saved
-        )
+        return run_recbole_bbq(model, dataset, config_file_list, config_dict=config_dict, saved=saved)
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
@@ -154,9 +150,7 @@ def run(
         offset=group_offset,
     )
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
-    mp.spawn(
-        _run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True
-    )
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
 
 

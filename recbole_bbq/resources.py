@@ -18,8 +18,7 @@ def properties_dir():
         if os.path.isfile(os.path.join(candidate, "overall.yaml")):
             return candidate
     raise FileNotFoundError(
-        f"recbole_bbq cannot find its properties/overall.yaml near {_PACKAGE_DIR}; "
-        "reinstall the package."
+        f"recbole_bbq cannot find its properties/overall.yaml near {_PACKAGE_DIR}; reinstall the package."
     )
 
 

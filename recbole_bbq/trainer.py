@@ -138,7 +138,9 @@ class CompatTrainerMixin:
             self.enable_scaler = True  # fp16 gradients underflow without loss scaling
         self.valid_curve, self.stop_reason, self._epoch = [], None, -1
 
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+    def fit(
+        self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None
+    ):
         """RecBole's ``fit`` with the optimisation recipe, a wall-time budget, a recorded valid
         curve and resumable state (see the class docstring)."""
         self._fit_started = time.monotonic()
@@ -273,7 +275,9 @@ class CompatTrainerMixin:
         self.valid_curve, self.stop_reason = state["valid_curve"], state["stop_reason"]
         self._fit_started = time.monotonic() - state["seconds"]
         _set_rng_states(state["rng"], self._train_data)
-        self.logger.info(f"Resuming from {path}: epoch {self.start_epoch}, best valid {self.best_valid_score:.4f}")
+        self.logger.info(
+            f"Resuming from {path}: epoch {self.start_epoch}, best valid {self.best_valid_score:.4f}"
+        )
         return True
 
     @staticmethod
@@ -484,9 +488,7 @@ def compatible_trainer(trainer_class):
     Trainers that do not derive from RecBole's torch ``Trainer`` (the decision-tree ones) are
     returned unchanged.
     """
-    if not issubclass(trainer_class, RecBoleTrainer) or issubclass(
-        trainer_class, CompatTrainerMixin
-    ):
+    if not issubclass(trainer_class, RecBoleTrainer) or issubclass(trainer_class, CompatTrainerMixin):
         return trainer_class
     return type(trainer_class.__name__, (CompatTrainerMixin, trainer_class), {})
 

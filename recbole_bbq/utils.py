@@ -115,9 +115,7 @@ def create_dataset(config):
     data_module = importlib.import_module("recbole_bbq.data")
     data_module.ensure_embedded_dataset(config["data_path"], config["dataset"])
     dataset_class = getattr(data_module, config["model"] + "Dataset", None)
-    recbole_has_own = hasattr(
-        importlib.import_module("recbole.data.dataset"), config["model"] + "Dataset"
-    )
+    recbole_has_own = hasattr(importlib.import_module("recbole.data.dataset"), config["model"] + "Dataset")
     if dataset_class is None and not recbole_has_own and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
         dataset_class = data_module.SequentialDataset
     if dataset_class is None:
@@ -139,7 +137,9 @@ def data_preparation(config, dataset):
     if config["length_bucketing"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
         from recbole_bbq.data.dataloader import LengthBucketedTrainDataLoader
 
-        train_data = LengthBucketedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
+        train_data = LengthBucketedTrainDataLoader(
+            config, train_data._dataset, train_data._sampler, shuffle=True
+        )
     return train_data, valid_data, test_data
 
 

@@ -117,9 +117,13 @@ def mapping(optional=False):
 def signal_pairs(optional=False):
     """A non-empty list of ``[signal, signal]`` pairs (``sim_pairs``)."""
     return _rule(
-        lambda v: isinstance(v, (list, tuple))
-        and len(v) > 0
-        and all(isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in v),
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and len(v) > 0
+            and all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in v
+            )
+        ),
         "a non-empty list of [signal, signal] pairs",
         optional,
     )
@@ -248,18 +252,52 @@ SECTIONS = {"tokenizer": TOKENIZER_RULES, "rqvae": RQVAE_RULES, "behaviour": RUL
 # Keys RecBole 1.2.1 reads or sets with no YAML default: set by its Config or by run() for DDP,
 # or read by some RecBole models without a default in their YAML.
 RECBOLE_KEYS_WITHOUT_DEFAULTS = (
-    "model", "dataset", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "single_spec",
-    "valid_neg_sample_args", "test_neg_sample_args", "local_rank", "world_size", "nproc", "ip",
-    "port", "offset", "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN", "INVERSE_ITEM_SEQ", "MASK_INDEX",
-    "MASK_ITEM_SEQ", "NEG_ITEMS", "POS_ITEMS", "REORDER_ITEM_SEQ", "cin", "contrast", "encoding",
-    "eta", "feature_num", "has_residual", "norm", "sim", "tail_ratio", "token_num_threshold",
-    "use_filter", "xgb_early_stopping_rounds",
+    "model",
+    "dataset",
+    "MODEL_TYPE",
+    "MODEL_INPUT_TYPE",
+    "eval_type",
+    "device",
+    "single_spec",
+    "valid_neg_sample_args",
+    "test_neg_sample_args",
+    "local_rank",
+    "world_size",
+    "nproc",
+    "ip",
+    "port",
+    "offset",
+    "CROP_ITEM_SEQ",
+    "CROP_ITEM_SEQ_LEN",
+    "INVERSE_ITEM_SEQ",
+    "MASK_INDEX",
+    "MASK_ITEM_SEQ",
+    "NEG_ITEMS",
+    "POS_ITEMS",
+    "REORDER_ITEM_SEQ",
+    "cin",
+    "contrast",
+    "encoding",
+    "eta",
+    "feature_num",
+    "has_residual",
+    "norm",
+    "sim",
+    "tail_ratio",
+    "token_num_threshold",
+    "use_filter",
+    "xgb_early_stopping_rounds",
 )
 
 # Options of run_recbole_bbq.py (RecBole's Config also reads every --key=value of the command
 # line) and keys read from the YAML files outside Config (compare.load_variants).
 ENTRY_POINT_KEYS = (
-    "config_files", "stage", "seeds", "results_dir", "report_only", "group_offset",
+    "config_files",
+    "stage",
+    "seeds",
+    "results_dir",
+    "report_only",
+    "group_offset",
     "compare_variants",
 )
 
@@ -362,7 +400,11 @@ def check_beam_size(values, source_of, model_class):
 
 
 def _samples_negatives(train_neg_sample_args):
-    return isinstance(train_neg_sample_args, dict) and train_neg_sample_args.get("distribution") not in (None, "none", "None")
+    return isinstance(train_neg_sample_args, dict) and train_neg_sample_args.get("distribution") not in (
+        None,
+        "none",
+        "None",
+    )
 
 
 def check_negative_sampling(values, source_of, model_class):

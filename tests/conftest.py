@@ -12,7 +12,9 @@ REPO_DIR = os.path.dirname(TESTS_DIR)
 TEST_DATA = os.path.join(TESTS_DIR, "test_data")
 # The real datasets beside the clone; RECBOLE_BBQ_SHARED_DATA points elsewhere (a missing folder
 # there shows what a lone clone sees).
-SHARED_DATA = os.environ.get("RECBOLE_BBQ_SHARED_DATA") or os.path.abspath(os.path.join(REPO_DIR, "..", "shared", "data"))
+SHARED_DATA = os.environ.get("RECBOLE_BBQ_SHARED_DATA") or os.path.abspath(
+    os.path.join(REPO_DIR, "..", "shared", "data")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +65,11 @@ def keep_first_users(folder, name, n_users):
     """Restrict the interaction files (pre-split ``name.{train,valid,test}.inter`` or one
     ``name.inter``) to the first ``n_users`` users."""
     pre_split = (folder / f"{name}.test.inter").is_file()
-    paths = [folder / f"{name}.{s}.inter" for s in ("train", "valid", "test")] if pre_split else [folder / f"{name}.inter"]
+    paths = (
+        [folder / f"{name}.{s}.inter" for s in ("train", "valid", "test")]
+        if pre_split
+        else [folder / f"{name}.inter"]
+    )
     header, *rows = paths[-1].read_text().splitlines()
     users = set(list(dict.fromkeys(row.split("\t")[0] for row in rows))[:n_users])
     for path in paths:

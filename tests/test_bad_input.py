@@ -266,6 +266,7 @@ def test_unsupported_other_parameter_is_refused_when_saving():
     with pytest.raises(CheckpointError, match="'matcher'"):
         _pack_other_parameter({"matcher": object()})
 
+
 # -----------------------------------------------------------------------------------------------
 # Configuration and command line (rows 2, 5-9, 13, 17)
 # -----------------------------------------------------------------------------------------------
@@ -289,7 +290,9 @@ def data_root(tmp_path):
 
 def files_below(folder):
     """Every file below ``folder``, relative to it."""
-    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files)
+    return sorted(
+        os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files
+    )
 
 
 def run_cli(capsys, tmp_path, data_root, *args, stdout=None):
@@ -297,8 +300,12 @@ def run_cli(capsys, tmp_path, data_root, *args, stdout=None):
     and appends what it printed to ``stdout`` (a list) when given."""
     before = files_below(data_root)
     base = [
-        "--dataset=tiny", f"--data_path={data_root}", f"--checkpoint_dir={tmp_path / 'saved'}",
-        "--show_progress=False", "--state=ERROR", "--train_batch_size=64",
+        "--dataset=tiny",
+        f"--data_path={data_root}",
+        f"--checkpoint_dir={tmp_path / 'saved'}",
+        "--show_progress=False",
+        "--state=ERROR",
+        "--train_batch_size=64",
     ]
     code = run_recbole_bbq.main([*base, *args])
     new_files = sorted(set(files_below(data_root)) - set(before))
@@ -324,7 +331,12 @@ def captured_runs(monkeypatch):
     def fake_train_and_test(config, saved=True, verbose=True):
         configs.append(config)
         create_dataset(config)  # attaches the semantic-ID file for the generative models
-        return {"best_valid_score": 0.0, "valid_score_bigger": True, "best_valid_result": {}, "test_result": {}}
+        return {
+            "best_valid_score": 0.0,
+            "valid_score_bigger": True,
+            "best_valid_result": {},
+            "test_result": {},
+        }
 
     monkeypatch.setattr(quick_start, "_train_and_test", fake_train_and_test)
     return configs
@@ -361,9 +373,13 @@ def test_stage_for_model_without_tokenizer(capsys, tmp_path, data_root):
 def test_stage_runs_the_models_own_tokenizer(capsys, tmp_path, data_root):
     rqvae = "--rqvae={'epochs': 2, 'codebook_size': 8, 'latent_dim': 8, 'hidden_dim': 16}"
     printed = []
-    code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=TIGER", "--stage=tokenize", rqvae, stdout=printed)
+    code, err, new_files = run_cli(
+        capsys, tmp_path, data_root, "--model=TIGER", "--stage=tokenize", rqvae, stdout=printed
+    )
     assert code == 0, err
-    assert len(new_files) == 1 and new_files[0].startswith("tiny/tiny.tiger-")  # no BBQ artifact, no behaviour
+    assert len(new_files) == 1 and new_files[0].startswith(
+        "tiny/tiny.tiger-"
+    )  # no BBQ artifact, no behaviour
     assert f"semantic IDs: {data_root / new_files[0]}" in printed[0] and "collision_rate" in printed[0]
 
 
@@ -380,7 +396,9 @@ def test_stage_for_unknown_model(capsys, tmp_path, data_root):
 
 def test_negative_epochs(capsys, tmp_path, data_root, captured_runs):
     config_file = user_yaml(tmp_path, "budget.yaml", {"epochs": -1})
-    code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=SASRec", f"--config_files={config_file}")
+    code, err, new_files = run_cli(
+        capsys, tmp_path, data_root, "--model=SASRec", f"--config_files={config_file}"
+    )
     assert code == 2
     assert f"epochs must be an integer >= 1, got -1 (from file {config_file})" in err
     assert captured_runs == [] and new_files == []
@@ -414,8 +432,14 @@ def test_learning_rate_not_a_number(capsys, tmp_path, data_root, captured_runs):
 def test_score_mode_checked_before_any_stage(capsys, tmp_path, data_root, option, message):
     """These used to fail only after the behaviour and tokenizer stages had run."""
     code, err, new_files = run_cli(
-        capsys, tmp_path, data_root, "--model=BBQRec", "--modalities=['text']",
-        "--behaviour={'epochs': 1}", f"--tokenizer={SMALL_TOKENIZER}", option,
+        capsys,
+        tmp_path,
+        data_root,
+        "--model=BBQRec",
+        "--modalities=['text']",
+        "--behaviour={'epochs': 1}",
+        f"--tokenizer={SMALL_TOKENIZER}",
+        option,
     )
     assert code == 2
     assert message in err and "the command line" in err
@@ -424,7 +448,9 @@ def test_score_mode_checked_before_any_stage(capsys, tmp_path, data_root, option
 
 def test_malformed_yaml_names_the_file(capsys, tmp_path, data_root):
     config_file = user_yaml(tmp_path, "broken.yaml", "epochs: 1\nmodalities: [text\nlearning_rate: 0.01\n")
-    code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=SASRec", f"--config_files={config_file}")
+    code, err, new_files = run_cli(
+        capsys, tmp_path, data_root, "--model=SASRec", f"--config_files={config_file}"
+    )
     assert code == 2
     assert f"config file {config_file} is not valid YAML" in err and "line 3" in err
     assert "Traceback" not in err and new_files == []
@@ -443,12 +469,16 @@ def test_missing_yaml_names_the_file(capsys, tmp_path, data_root):
 def test_yaml_semantic_ids_file_is_not_replaced(capsys, tmp_path, data_root, captured_runs):
     published = semantic_id_path(data_root / "tiny", "tiny", "published")
     config_file = user_yaml(tmp_path, "codes.yaml", {"semantic_ids_file": str(published)})
-    code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=TIGER", f"--config_files={config_file}")
+    code, err, new_files = run_cli(
+        capsys, tmp_path, data_root, "--model=TIGER", f"--config_files={config_file}"
+    )
     assert code == 0, err
     assert [config["semantic_ids_file"] for config in captured_runs] == [str(published)]
     assert new_files == []  # no RQ-VAE artifact built in its place
 
-    stale = user_yaml(tmp_path, "stale.yaml", {"semantic_ids_file": str(published), "semantic_ids_key": "0" * 64})
+    stale = user_yaml(
+        tmp_path, "stale.yaml", {"semantic_ids_file": str(published), "semantic_ids_key": "0" * 64}
+    )
     code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=TIGER", f"--config_files={stale}")
     assert code == 2
     assert f"{published}: stale artifact" in err
@@ -465,7 +495,9 @@ def test_unknown_key_suggests_a_known_one(capsys, tmp_path, data_root):
     nested = user_yaml(tmp_path, "nested.yaml", {"tokenizer": {"levls": 2}})
     code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=BBQRec", f"--config_files={nested}")
     assert code == 2
-    assert f"unknown config key 'tokenizer.levls' (from file {nested}): did you mean 'tokenizer.levels'" in err
+    assert (
+        f"unknown config key 'tokenizer.levls' (from file {nested}): did you mean 'tokenizer.levels'" in err
+    )
     assert new_files == []
 
 
@@ -481,7 +513,9 @@ def test_unknown_key_suggests_a_known_one(capsys, tmp_path, data_root):
 )
 def test_sequential_bpr_and_ce_losses_train(tmp_path, model, loss):
     """RecBole's sequential loss cases pass through our objective_function as through RecBole's."""
-    result = objective_function(config_dict=tiny_config(tmp_path, model=model, dataset="tiny", **loss), saved=False)
+    result = objective_function(
+        config_dict=tiny_config(tmp_path, model=model, dataset="tiny", **loss), saved=False
+    )
     assert result["model"] == model
     assert result["test_result"] and all(math.isfinite(v) for v in result["test_result"].values())
 
@@ -490,13 +524,17 @@ def test_sequential_bpr_and_ce_losses_train(tmp_path, model, loss):
     "loss, message",
     [
         ({"loss_type": "BPR", "train_neg_sample_args": None}, "loss_type: BPR needs one sampled negative"),
-        ({"loss_type": "CE", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},
-         "train_neg_sample_args must be ~ with loss_type: CE"),
+        (
+            {"loss_type": "CE", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},
+            "train_neg_sample_args must be ~ with loss_type: CE",
+        ),
     ],
 )
 def test_sequential_loss_without_matching_sampling_is_refused(tmp_path, loss, message):
     with pytest.raises(ConfigError, match=message) as error:
-        objective_function(config_dict=tiny_config(tmp_path, model="SASRec", dataset="tiny", **loss), saved=False)
+        objective_function(
+            config_dict=tiny_config(tmp_path, model="SASRec", dataset="tiny", **loss), saved=False
+        )
     assert "train_neg_sample_args from config_dict" in str(error.value)
 
 
@@ -509,7 +547,9 @@ def test_shipped_defaults_pass_the_rules():
     from recbole_bbq.resources import properties_dir
 
     folders = [os.path.join(os.path.dirname(recbole.__file__), "properties"), properties_dir()]
-    for path in [p for folder in folders for p in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True)]:
+    for path in [
+        p for folder in folders for p in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True)
+    ]:
         with open(path) as f:
             content = yaml.load(f.read(), Loader=yaml.FullLoader) or {}
         for key, value in content.items():
@@ -517,6 +557,7 @@ def test_shipped_defaults_pass_the_rules():
             nested = {"tokenizer": TOKENIZER_RULES, "rqvae": RQVAE_RULES}.get(key, {})
             for sub_key, sub_value in (value if nested else {}).items():
                 assert sub_key not in nested or nested[sub_key].accepts(sub_value), (path, key, sub_key)
+
 
 # -----------------------------------------------------------------------------------------------
 # Data files and caches (rows 3, 4, 10-12, 14-16)
@@ -618,8 +659,20 @@ def test_image_cache_key_includes_missing_policy(tmp_path, capsys, caplog):
     Image.new("RGB", (8, 8), (200, 10, 10)).save(images / "a.png")  # item 'b' has no image
     data_dir = tmp_path / "data" / "shop"
     write_item_file(data_dir, "shop", ["item_id:token"], [["a"], ["b"]])
-    argv = ["--dataset", "shop", "--data-path", str(tmp_path / "data"), "--image-dir", str(images),
-            "--model", f"local-dir:{arch_dir}", "--pretrained", "none", "--device", "cpu"]
+    argv = [
+        "--dataset",
+        "shop",
+        "--data-path",
+        str(tmp_path / "data"),
+        "--image-dir",
+        str(images),
+        "--model",
+        f"local-dir:{arch_dir}",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+    ]
 
     assert encoding.run_encoder_cli(encode_images.main, argv + ["--missing", "zero"]) == 0
     out = feature_path(str(data_dir), "shop", "image")
@@ -668,13 +721,19 @@ def test_empty_history_rejected_by_hook(tmp_path):
 def test_non_numeric_timestamp_names_file_and_line(tmp_path, tiny_copy, capsys):
     root, data_dir = tiny_copy
     edit_lines(data_dir / "tiny.inter", lambda lines: lines[:4] + ["u1\ti16\t1\tyesterday"] + lines[5:])
-    refused_by_hook(tmp_path, root, data_dir,
-                    r"tiny\.inter, line 5, column 4 \('timestamp', float\): 'yesterday' is not a number")
+    refused_by_hook(
+        tmp_path,
+        root,
+        data_dir,
+        r"tiny\.inter, line 5, column 4 \('timestamp', float\): 'yesterday' is not a number",
+    )
 
     raw = tmp_path / "raw"
     raw.mkdir()
-    reviews = [{"reviewerID": "u1", "asin": "i1", "unixReviewTime": 100},
-               {"reviewerID": "u1", "asin": "i2", "unixReviewTime": "soon"}]
+    reviews = [
+        {"reviewerID": "u1", "asin": "i1", "unixReviewTime": 100},
+        {"reviewerID": "u1", "asin": "i2", "unixReviewTime": "soon"},
+    ]
     (raw / "Toys.json").write_text("".join(json.dumps(r) + "\n" for r in reviews))
     out = tmp_path / "out"
     assert amazon.main(["--input", str(raw), "--name", "Toys", "--output-dir", str(out)]) == 2
@@ -686,8 +745,12 @@ def test_bad_column_type_names_file_and_line(tmp_path, tiny_copy, capsys):
     root, data_dir = tiny_copy
     bad_header = "user_id:token\titem_id:token\trating:float\ttimestamp:date"
     edit_lines(data_dir / "tiny.inter", lambda lines: [bad_header, *lines[1:]])
-    refused_by_hook(tmp_path, root, data_dir,
-                    r"tiny\.inter, line 1, column 4 \('timestamp'\): unknown type 'date'; use one of token")
+    refused_by_hook(
+        tmp_path,
+        root,
+        data_dir,
+        r"tiny\.inter, line 1, column 4 \('timestamp'\): unknown type 'date'; use one of token",
+    )
 
     header = "user_id:token\titem_id_list:float\titem_id:token"
     source = toy_unisrec(tmp_path / "uni", header=header)
@@ -701,7 +764,9 @@ def test_bad_column_type_names_file_and_line(tmp_path, tiny_copy, capsys):
 def test_header_only_inter_file(tmp_path, tiny_copy, capsys):
     root, data_dir = tiny_copy
     edit_lines(data_dir / "tiny.inter", lambda lines: lines[:1])
-    refused_by_hook(tmp_path, root, data_dir, r"tiny\.inter: only a header \(line 1\) and no interaction rows")
+    refused_by_hook(
+        tmp_path, root, data_dir, r"tiny\.inter: only a header \(line 1\) and no interaction rows"
+    )
 
     source = toy_unisrec(tmp_path / "uni", rows={"test": ""})
     out = tmp_path / "out"
@@ -719,9 +784,13 @@ def test_row_with_missing_fields_is_refused(tmp_path, tiny_copy, capsys):
 
     inter.write_text(original)
     edit_lines(inter, lambda lines: lines[:6] + ["u1\ti20\t3\t"] + lines[7:])  # an empty timestamp
-    refused_by_hook(tmp_path, root, data_dir,
-                    r"tiny\.inter, line 7, column 4 \('timestamp', float\): no value; RecBole would fill in "
-                    r"the column mean")
+    refused_by_hook(
+        tmp_path,
+        root,
+        data_dir,
+        r"tiny\.inter, line 7, column 4 \('timestamp', float\): no value; RecBole would fill in "
+        r"the column mean",
+    )
 
     source = toy_unisrec(tmp_path / "uni", rows={"valid": "0\t0\n"})
     out = tmp_path / "out"
@@ -762,7 +831,9 @@ def test_non_utf8_item_text_names_offset(tmp_path, tiny_copy, capsys):
     lines[2] = lines[2].replace(b"movie", "mövie".encode("latin-1"))  # line 3, a latin-1 byte
     item.write_bytes(b"\n".join(lines))
     offset = len(lines[0]) + len(lines[1]) + 2 + lines[2].index(b"\xf6")
-    pattern = rf"tiny\.item, line 3, byte offset {offset} \(byte \d+ of the line\): byte 0xf6 is not valid utf-8"
+    pattern = (
+        rf"tiny\.item, line 3, byte offset {offset} \(byte \d+ of the line\): byte 0xf6 is not valid utf-8"
+    )
     refused_by_hook(tmp_path, root, data_dir, pattern)
 
     # encode_text reports the same position (pandas used to report an offset in its buffer)
@@ -789,7 +860,9 @@ def test_empty_item_text_counted_as_missing(tmp_path, monkeypatch, caplog):
     write_item_file(data_dir, "shop", ["item_id:token", "text:token_seq"], rows)
 
     before = listing(data_dir)
-    with pytest.raises(DataError, match=r"shop\.item, data row 2: item 'p2' has no text; 2 of 4 items have none"):
+    with pytest.raises(
+        DataError, match=r"shop\.item, data row 2: item 'p2' has no text; 2 of 4 items have none"
+    ):
         text_encoder.encode_dataset_text(data_dir, "shop", missing_policy="error")
     assert listing(data_dir) == before and encoded == []
 
@@ -820,7 +893,14 @@ SMALL_STAGES = {
     "modalities": ["text"],
     "behaviour": {"epochs": 1},
     "tokenizer": {"epochs": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dim": 16},
-    "rqvae": {"epochs": 1, "levels": 2, "codebook_size": 4, "latent_dim": 4, "hidden_dim": 8, "batch_size": 32},
+    "rqvae": {
+        "epochs": 1,
+        "levels": 2,
+        "codebook_size": 4,
+        "latent_dim": 4,
+        "hidden_dim": 8,
+        "batch_size": 32,
+    },
 }
 
 
@@ -934,7 +1014,9 @@ def test_concurrent_runs_share_log_folder(tmp_path):
     race.mkdir()
     fresh.mkdir()
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "logger.py"), str(race), str(fresh)], capture_output=True, text=True,
+        [sys.executable, str(tmp_path / "logger.py"), str(race), str(fresh)],
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -961,8 +1043,11 @@ def test_prune_cache_dry_run_then_remove(tmp_path, capsys):
     files = [str(config_file)]
     for model in ("BBQRec", "TIGER"):  # the artifacts the current config uses
         prepare_semantic_ids(model, "tiny", files, show_progress=False)
-    write_semantic_id_file(semantic_id_path(data_dir, "tiny", "index"), [f"i{i}" for i in range(1, 31)],
-                           [[i % 4, i // 4] for i in range(30)])  # published codes: an input
+    write_semantic_id_file(
+        semantic_id_path(data_dir, "tiny", "index"),
+        [f"i{i}" for i in range(1, 31)],
+        [[i % 4, i // 4] for i in range(30)],
+    )  # published codes: an input
     current = listing(data_dir)
 
     stale = {  # artifacts of earlier inputs or settings

@@ -81,7 +81,9 @@ def reference_beam_search(step, codes, users, beam_size):
         for level in range(codes.shape[1]):
             candidates = []
             for prefix, score in beams:
-                log_probs = step(user)(torch.tensor([[prefix]], dtype=torch.long).view(1, 1, level), level)[0, 0]
+                log_probs = step(user)(torch.tensor([[prefix]], dtype=torch.long).view(1, 1, level), level)[
+                    0, 0
+                ]
                 candidates += [
                     (prefix + (c,), score + float(log_probs[c]))
                     for c in range(len(log_probs))
@@ -154,7 +156,9 @@ def test_exhaustive_beam_equals_teacher_forced_ranking():
     trie = SemanticIDTrie(codes, VOCAB)
     expected = teacher_forced(model.step(users), codes, N_USERS)
     assert_no_near_ties(expected)
-    items, scores = constrained_beam_search(trie, checked_step(model.step(users), codes), N_USERS, len(codes) - 1)
+    items, scores = constrained_beam_search(
+        trie, checked_step(model.step(users), codes), N_USERS, len(codes) - 1
+    )
     order = expected.sort(dim=-1, descending=True)
     assert items.dtype == torch.long and scores.dtype == torch.float32
     assert torch.equal(items, order.indices + 1)
@@ -170,9 +174,13 @@ def test_small_beam_matches_reference_and_is_sorted(beam_size):
     assert (scores[:, :-1] >= scores[:, 1:]).all()
     assert ((items >= 1) & (items < len(codes))).all() and torch.isfinite(scores).all()
     assert all(len(set(row)) == beam_size for row in items.tolist())
-    reference = reference_beam_search(lambda u: model.step(torch.tensor([u])), codes, users.tolist(), beam_size)
+    reference = reference_beam_search(
+        lambda u: model.step(torch.tensor([u])), codes, users.tolist(), beam_size
+    )
     assert items.tolist() == [[i for i, _ in beams] for beams in reference]
-    torch.testing.assert_close(scores, torch.tensor([[s for _, s in beams] for beams in reference]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        scores, torch.tensor([[s for _, s in beams] for beams in reference]), atol=1e-5, rtol=0
+    )
     full = teacher_forced(model.step(users), codes, N_USERS)
     torch.testing.assert_close(scores, full.gather(1, items - 1), atol=1e-5, rtol=0)
 
@@ -208,7 +216,9 @@ def test_invalid_codes_never_returned_even_when_model_prefers_them():
         return torch.log_softmax(log_probs.masked_fill(invalid_codes(prefix_codes, level), 10.0), dim=-1)
 
     def renormalised(prefix_codes, level):
-        log_probs = adversarial(prefix_codes, level).masked_fill(invalid_codes(prefix_codes, level), float("-inf"))
+        log_probs = adversarial(prefix_codes, level).masked_fill(
+            invalid_codes(prefix_codes, level), float("-inf")
+        )
         return torch.log_softmax(log_probs, dim=-1)
 
     n_valid, trie = len(codes) - 1, SemanticIDTrie(codes, VOCAB)

@@ -41,7 +41,12 @@ def test_variants_use_known_models_and_keys(name):
 
 def test_every_benchmark_config_loads():
     for name in os.listdir(CONFIGS):
-        config = Config("SASRec", "tiny", config_file_list=[os.path.join(CONFIGS, name)], config_dict={"data_path": TEST_DATA})
+        config = Config(
+            "SASRec",
+            "tiny",
+            config_file_list=[os.path.join(CONFIGS, name)],
+            config_dict={"data_path": TEST_DATA},
+        )
         assert config["model"] == "SASRec"
 
 

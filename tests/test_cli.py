@@ -10,9 +10,7 @@ CLI = os.path.join(REPO_DIR, "run_recbole_bbq.py")
 
 
 def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_trains_and_tests(tmp_path):

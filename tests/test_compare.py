@@ -45,7 +45,11 @@ def fake_pipeline(fail=None):
         base = {"SASRec": 0.30, "GRU4Rec": 0.20}.get(model, 0.10)
         slope = 0.01 if model == "SASRec" else 0.02
         test = {"recall@10": base + 0.02 * seed, "ndcg@10": base / 2 + slope * seed * seed}
-        return {"best_valid_score": base + 0.001 * seed, "best_valid_result": {"ndcg@10": base}, "test_result": test}
+        return {
+            "best_valid_score": base + 0.001 * seed,
+            "best_valid_result": {"ndcg@10": base},
+            "test_result": test,
+        }
 
     run.calls = calls
     return run
@@ -80,7 +84,9 @@ def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, c
         for metric in runs[0]["test_result"]:
             values = [r["test_result"][metric] for r in runs]
             assert float(rows[model][f"{metric}_mean"]) == pytest.approx(np.mean(values), rel=1e-12, abs=0)
-            assert float(rows[model][f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1), rel=1e-9, abs=1e-15)
+            assert float(rows[model][f"{metric}_std"]) == pytest.approx(
+                np.std(values, ddof=1), rel=1e-9, abs=1e-15
+            )
         assert (rows[model]["status"], rows[model]["n_seeds"], rows[model]["error"]) == ("ok", "2", "")
 
     failed = run_json(out, "NoSuchModel", 1)
@@ -94,11 +100,23 @@ def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, c
     assert table.index("| SASRec |") < table.index("| GRU4Rec |") < table.index("| NoSuchModel |")
     assert "failed: UnknownModelError" in report and " ± " in report
     assert report.count("**") >= 2 * 7 and "<u>" in report  # a best and a second in each column
-    for text in ("all items (full ranking)", "none (RecBole default", "MAX_ITEM_LIST_LENGTH", "ttest_rel", "low power"):
+    for text in (
+        "all items (full ranking)",
+        "none (RecBole default",
+        "MAX_ITEM_LIST_LENGTH",
+        "ttest_rel",
+        "low power",
+    ):
         assert text in report
     protocol = read_json(out / "protocol.json")
-    assert protocol["dataset"] == "tiny" and protocol["seeds"] == seeds and protocol["MAX_ITEM_LIST_LENGTH"] == 10
-    assert protocol["config_from_model"] == "SASRec" and protocol["candidate_set"] == "all items (full ranking)"
+    assert (
+        protocol["dataset"] == "tiny"
+        and protocol["seeds"] == seeds
+        and protocol["MAX_ITEM_LIST_LENGTH"] == 10
+    )
+    assert (
+        protocol["config_from_model"] == "SASRec" and protocol["candidate_set"] == "all items (full ranking)"
+    )
     assert set(protocol["versions"]) == {"python", "torch", "recbole", "numpy", "recbole_bbq"}
 
     # Rerun: finished cells are skipped, the failed ones are tried again; same numbers.
@@ -116,13 +134,19 @@ def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
     fake = fake_pipeline(fail={("GRU4Rec", 3)})
     monkeypatch.setattr(compare, "run_pipeline", fake)
     config, res = tiny_config(tmp_path), str(tmp_path / "res")
-    run_comparison(["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False)
+    run_comparison(
+        ["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False
+    )
     out = tmp_path / "res" / "tiny"
 
     failed = run_json(out, "GRU4Rec", 3)
     assert failed["error"] == "RuntimeError: CUDA out of memory (fake)" and "Traceback" in failed["traceback"]
     rows = read_csv(out / "comparison.csv")
-    assert (rows["GRU4Rec"]["status"], rows["GRU4Rec"]["n_seeds"], rows["GRU4Rec"]["seeds"]) == ("partial", "2", "1 2")
+    assert (rows["GRU4Rec"]["status"], rows["GRU4Rec"]["n_seeds"], rows["GRU4Rec"]["seeds"]) == (
+        "partial",
+        "2",
+        "1 2",
+    )
     assert rows["SASRec"]["n_seeds"] == "3"
     report = (out / "comparison.md").read_text()
     assert "partial (2 seed(s) ok; failed: RuntimeError: CUDA out of memory (fake))" in report
@@ -141,7 +165,9 @@ def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
     # A rerun retries only the failed cell.
     fake = fake_pipeline()
     monkeypatch.setattr(compare, "run_pipeline", fake)
-    run_comparison(["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False)
+    run_comparison(
+        ["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False
+    )
     assert fake.calls == [("GRU4Rec", 3)]
     assert read_csv(out / "comparison.csv")["GRU4Rec"]["status"] == "ok"
 
@@ -149,10 +175,17 @@ def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
 def test_one_seed_has_no_std_and_no_test(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "run_pipeline", fake_pipeline())
     summary = run_comparison(
-        ["SASRec", "TIGER"], "tiny", [4], config_dict=tiny_config(tmp_path), results_dir="r", show_progress=False
+        ["SASRec", "TIGER"],
+        "tiny",
+        [4],
+        config_dict=tiny_config(tmp_path),
+        results_dir="r",
+        show_progress=False,
     )
     rows = read_csv(summary["csv"])
-    assert rows["SASRec"]["ndcg@10_std"] == "" and float(rows["SASRec"]["ndcg@10_mean"]) == pytest.approx(0.31)
+    assert rows["SASRec"]["ndcg@10_std"] == "" and float(rows["SASRec"]["ndcg@10_mean"]) == pytest.approx(
+        0.31
+    )
     report = open(summary["markdown"], encoding="utf-8").read()
     assert "n/a (needs >= 2 seeds)" in report and " ± " not in report.split("| model |")[1]
     # Generative models (their config has beam_size) get their history length and beams listed.
@@ -170,12 +203,24 @@ def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
         names.append(config_dict["checkpoint_name"])
         reason = "time_budget" if model == "TIGER" else "early_stopping"
         curve = [{"epoch": e, "valid_score": 0.1 * e} for e in (1, 2, 3)]
-        return {"best_valid_score": 0.3, "best_valid_result": {}, "test_result": {"ndcg@10": 0.2},
-                "valid_curve": curve, "stop_reason": reason, "epochs_trained": 3}
+        return {
+            "best_valid_score": 0.3,
+            "best_valid_result": {},
+            "test_result": {"ndcg@10": 0.2},
+            "valid_curve": curve,
+            "stop_reason": reason,
+            "epochs_trained": 3,
+        }
 
     monkeypatch.setattr(compare, "run_pipeline", run)
-    summary = run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], config_dict=tiny_config(tmp_path),
-                             results_dir=str(tmp_path / "r"), show_progress=False)
+    summary = run_comparison(
+        ["SASRec", "TIGER"],
+        "tiny",
+        [1, 2],
+        config_dict=tiny_config(tmp_path),
+        results_dir=str(tmp_path / "r"),
+        show_progress=False,
+    )
     record = read_json(tmp_path / "r" / "tiny" / "runs" / "TIGER-seed1.json")
     assert record["stop_reason"] == "time_budget" and record["epochs_trained"] == 3
     assert [p["epoch"] for p in record["valid_curve"]] == [1, 2, 3]
@@ -192,9 +237,19 @@ def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
     for path in (tmp_path / "r" / "tiny" / "runs").iterdir():
         path.unlink()
     again = []
-    monkeypatch.setattr(compare, "run_pipeline", lambda m, d, f=None, c=None, **k: again.append(c["checkpoint_name"]) or run(m, d, f, c))
-    run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], config_dict=tiny_config(tmp_path),
-                   results_dir=str(tmp_path / "r"), show_progress=False)
+    monkeypatch.setattr(
+        compare,
+        "run_pipeline",
+        lambda m, d, f=None, c=None, **k: again.append(c["checkpoint_name"]) or run(m, d, f, c),
+    )
+    run_comparison(
+        ["SASRec", "TIGER"],
+        "tiny",
+        [1, 2],
+        config_dict=tiny_config(tmp_path),
+        results_dir=str(tmp_path / "r"),
+        show_progress=False,
+    )
     assert again == first  # a rerun of a cut-short cell finds its own last state
 
     settings = {"config_file_list": [str(tmp_path / "a.yaml")], "config_dict": {}, "cmd_overrides": []}
@@ -266,8 +321,13 @@ def test_variants_train_their_model_with_their_overrides(tmp_path, monkeypatch):
     variants_file = tmp_path / "variants.yaml"
     variants_file.write_text("compare_variants:\n  SASRec-1layer: {model: SASRec, n_layers: 1}\n")
     summary = run_comparison(
-        ["SASRec", "SASRec-1layer"], "tiny", [1], config_file_list=[str(variants_file)],
-        config_dict=tiny_config(tmp_path), results_dir=tmp_path / "results", show_progress=False,
+        ["SASRec", "SASRec-1layer"],
+        "tiny",
+        [1],
+        config_file_list=[str(variants_file)],
+        config_dict=tiny_config(tmp_path),
+        results_dir=tmp_path / "results",
+        show_progress=False,
     )
     assert seen == {("SASRec", None): True, ("SASRec", 1): True}
     record = run_json(tmp_path / "results" / "tiny", "SASRec-1layer", 1)

@@ -115,7 +115,12 @@ def test_main_job_budget_applies_to_bbqrec_on_ml100k_only(tmp_path):
 
     settings = {"data_path": str(tmp_path / "data")}
     bbqrec = Config("BBQRec", "ml-100k", config_dict=settings)
-    assert (bbqrec["d_model"], bbqrec["n_layers"], bbqrec["history_length"], bbqrec["epochs"]) == (64, 2, 10, 2)
+    assert (bbqrec["d_model"], bbqrec["n_layers"], bbqrec["history_length"], bbqrec["epochs"]) == (
+        64,
+        2,
+        10,
+        2,
+    )
     assert bbqrec["behaviour"]["epochs"] == 2
     assert stage_config("ml-100k", config_dict=settings, model="BBQRec")["tokenizer"]["epochs"] == 50
     assert Config("SASRec", "ml-100k", config_dict=settings)["epochs"] == 3

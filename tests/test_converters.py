@@ -141,7 +141,9 @@ def test_unisrec_feature_rows_equal_the_raw_rows(scientific_mm):
     out, _ = scientific_mm
     asin, index = "B001E5ZWT4", 100  # line 101 of Scientific.item2index
     for suffix, modality in (("feat1CLS", "text"), ("feat3CLS", "image")):
-        raw = np.fromfile(os.path.join(SCIENTIFIC_MM, f"Scientific.{suffix}"), dtype=np.float32).reshape(-1, 512)
+        raw = np.fromfile(os.path.join(SCIENTIFIC_MM, f"Scientific.{suffix}"), dtype=np.float32).reshape(
+            -1, 512
+        )
         feature_file = read_feature_file(str(out / "SciMM" / f"SciMM.{modality}.npz"))
         assert feature_file.features.shape == (1585, 512)
         row = list(feature_file.tokens).index(asin)
@@ -170,18 +172,30 @@ def test_lcrec_scientific_counts_items_semantic_ids_and_split(scientific_lcrec):
     assert config["TIME_FIELD"] == "timestamp"
     assert config["load_col"] == {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]}
     assert config["eval_args"] == {
-        "split": {"LS": "valid_and_test"}, "group_by": "user", "order": "TO", "mode": "full"
+        "split": {"LS": "valid_and_test"},
+        "group_by": "user",
+        "order": "TO",
+        "mode": "full",
     }
 
     header, rows = read_atomic(data_dir / "SciLC.inter")
     assert header == ["user_id:token", "item_id:token", "timestamp:float"]
     assert rows[:3] == [["0", "0", "0"], ["0", "1", "1"], ["0", "2", "2"]]
     header, items = read_atomic(data_dir / "SciLC.item")
-    assert header == ["item_id:token", "title:token_seq", "brand:token", "categories:token_seq", "text:token_seq"]
+    assert header == [
+        "item_id:token",
+        "title:token_seq",
+        "brand:token",
+        "categories:token_seq",
+        "text:token_seq",
+    ]
     assert len(items) == 4344
     first = read_items(data_dir / "SciLC.item")["0"]
     assert first["categories"].split() == [
-        "Industrial_&_Scientific", "Industrial_Electrical", "Passive_Components", "Capacitors"
+        "Industrial_&_Scientific",
+        "Industrial_Electrical",
+        "Passive_Components",
+        "Capacitors",
     ]
     assert first["text"].startswith("SUPCO SPP6 Relay/Capacitor Hard Start Kit")
     assert "Sealed Unit Parts" in first["text"]
@@ -222,7 +236,9 @@ def test_lcrec_instruments_index_files_and_asin_column(tmp_path):
 
 def test_instruments_code_features_are_one_hot_code_tuples(tmp_path):
     require_shared("amazon_instruments_mql4grec")
-    stats = lcrec.convert(INSTRUMENTS, "Instruments", str(tmp_path), code_features="index_lemb=text,index_vitemb=image")
+    stats = lcrec.convert(
+        INSTRUMENTS, "Instruments", str(tmp_path), code_features="index_lemb=text,index_vitemb=image"
+    )
     data_dir = tmp_path / "Instruments"
     for sid_name, modality in (("index_lemb", "text"), ("index_vitemb", "image")):
         tokens, codes, _ = read_semantic_id_file(str(data_dir / f"Instruments.{sid_name}.sid.npz"))
@@ -232,7 +248,10 @@ def test_instruments_code_features_are_one_hot_code_tuples(tmp_path):
         assert (blocks.sum(axis=2) == 1).all() and np.array_equal(blocks.argmax(axis=2), codes)
         assert "code-derived" in feature.meta["source"]
     config = yaml.safe_load((data_dir / "Instruments.yaml").read_text())
-    assert config["modalities"] == ["text", "image"] and config["modality_dims"] == {"text": 1024, "image": 1024}
+    assert config["modalities"] == ["text", "image"] and config["modality_dims"] == {
+        "text": 1024,
+        "image": 1024,
+    }
     assert any("code-derived: one-hot of index_vitemb (4 x 256 codes)" in line for line in stats["notes"])
     with pytest.raises(DataError, match="no semantic-ID file 'index_x'"):
         lcrec.convert(INSTRUMENTS, "Bad", str(tmp_path), code_features="index_x=text")
@@ -245,7 +264,13 @@ def test_movielens_with_posters(tmp_path):
     assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
     data_dir = tmp_path / "ml100k"
     header, items = read_atomic(data_dir / "ml100k.item")
-    assert header == ["item_id:token", "title:token_seq", "categories:token_seq", "text:token_seq", "image:token"]
+    assert header == [
+        "item_id:token",
+        "title:token_seq",
+        "categories:token_seq",
+        "text:token_seq",
+        "image:token",
+    ]
     by_id = read_items(data_dir / "ml100k.item")
     assert by_id["1"]["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
     assert by_id["1"]["categories"] == "Animation Children's Comedy"
@@ -280,12 +305,22 @@ def amazon_2018(folder):
         {"reviewerID": "u4", "asin": "i4", "unixReviewTime": 30, "overall": 5.0},
     ]
     meta = [
-        {"asin": "i1", "title": "Beaker <b>500&nbsp;mL</b>", "brand": "Lab&amp;Co",
-         "category": ["Industrial & Scientific", "Lab Supplies"],
-         "description": ["<p>Glass\tbeaker,\nheat \"resistant\"</p>", "Pack of 2"],
-         "imageURLHighRes": [UNREACHABLE], "imageURL": ["http://127.0.0.1:9/small.jpg"]},
-        {"asin": "i2", "title": "Tape", "categories": [["Industrial & Scientific", "Tapes"], ["Tapes", "Duct"]],
-         "description": "Strong <br/>tape", "imUrl": "http://127.0.0.1:9/i2.jpg"},
+        {
+            "asin": "i1",
+            "title": "Beaker <b>500&nbsp;mL</b>",
+            "brand": "Lab&amp;Co",
+            "category": ["Industrial & Scientific", "Lab Supplies"],
+            "description": ['<p>Glass\tbeaker,\nheat "resistant"</p>', "Pack of 2"],
+            "imageURLHighRes": [UNREACHABLE],
+            "imageURL": ["http://127.0.0.1:9/small.jpg"],
+        },
+        {
+            "asin": "i2",
+            "title": "Tape",
+            "categories": [["Industrial & Scientific", "Tapes"], ["Tapes", "Duct"]],
+            "description": "Strong <br/>tape",
+            "imUrl": "http://127.0.0.1:9/i2.jpg",
+        },
         {"asin": "i9", "title": "Not reviewed"},
     ]
     write_lines(folder / "Industrial_and_Scientific.json.gz", reviews)
@@ -303,12 +338,22 @@ def amazon_2023(folder):
         {"user_id": "B", "parent_asin": "P2", "asin": "c3", "timestamp": 1700000000000, "rating": 2.0},
     ]
     meta = [
-        {"parent_asin": "P1", "title": "Gloves &amp; Mask", "store": "SafeCo",
-         "categories": ["Safety", "Hand Protection"],
-         "description": ["Nitrile <i>gloves</i>", "100 count"],
-         "images": [{"thumb": "t.jpg", "large": "http://127.0.0.1:9/P1.jpg", "hi_res": None}]},
-        {"parent_asin": "P2", "title": "Goggles", "store": "SafeCo", "categories": [], "description": [],
-         "images": []},
+        {
+            "parent_asin": "P1",
+            "title": "Gloves &amp; Mask",
+            "store": "SafeCo",
+            "categories": ["Safety", "Hand Protection"],
+            "description": ["Nitrile <i>gloves</i>", "100 count"],
+            "images": [{"thumb": "t.jpg", "large": "http://127.0.0.1:9/P1.jpg", "hi_res": None}],
+        },
+        {
+            "parent_asin": "P2",
+            "title": "Goggles",
+            "store": "SafeCo",
+            "categories": [],
+            "description": [],
+            "images": [],
+        },
     ]
     write_lines(folder / "Industrial_and_Scientific.jsonl.gz", reviews)
     write_lines(folder / "meta_Industrial_and_Scientific.jsonl", meta)
@@ -322,12 +367,22 @@ def test_amazon_2018_kcore_dedup_order_and_html(tmp_path):
     header, rows = read_atomic(data_dir / "Sci18.inter")
     assert header == ["user_id:token", "item_id:token", "timestamp:float", "rating:float"]
     assert [row[:3] for row in rows] == [
-        ["u1", "i1", "100"], ["u1", "i2", "200"], ["u1", "i3", "400"],
-        ["u2", "i2", "50"], ["u2", "i3", "300"], ["u2", "i1", "300"],
+        ["u1", "i1", "100"],
+        ["u1", "i2", "200"],
+        ["u1", "i3", "400"],
+        ["u2", "i2", "50"],
+        ["u2", "i3", "300"],
+        ["u2", "i1", "300"],
     ]
     header, items = read_atomic(data_dir / "Sci18.item")
-    assert header == ["item_id:token", "title:token_seq", "brand:token", "categories:token_seq", "text:token_seq",
-                      "image:token"]
+    assert header == [
+        "item_id:token",
+        "title:token_seq",
+        "brand:token",
+        "categories:token_seq",
+        "text:token_seq",
+        "image:token",
+    ]
     by_id = read_items(data_dir / "Sci18.item")
     assert sorted(by_id) == ["i1", "i2", "i3"]  # i3 has no metadata but still gets a row
     assert by_id["i1"]["title"] == "Beaker 500 mL"
@@ -339,7 +394,14 @@ def test_amazon_2018_kcore_dedup_order_and_html(tmp_path):
     assert by_id["i1"]["image"] == UNREACHABLE
     assert by_id["i2"]["categories"] == "Industrial_&_Scientific Tapes Duct"  # Python-literal meta line
     assert by_id["i2"]["text"] == "Tape. Industrial & Scientific, Tapes, Duct. Strong tape"
-    assert by_id["i3"] == {"item_id": "i3", "title": "", "brand": "", "categories": "", "text": "", "image": ""}
+    assert by_id["i3"] == {
+        "item_id": "i3",
+        "title": "",
+        "brand": "",
+        "categories": "",
+        "text": "",
+        "image": "",
+    }
     assert read_yaml(data_dir, "Sci18")["TIME_FIELD"] == "timestamp"
 
 
@@ -349,8 +411,10 @@ def test_amazon_2023_layout(tmp_path):
     data_dir = tmp_path / "out" / "Sci23"
     _, rows = read_atomic(data_dir / "Sci23.inter")
     assert [row[:3] for row in rows] == [
-        ["A", "P2", "1500000000"], ["A", "P1", "1600000000.5"],
-        ["B", "P1", "1600000000"], ["B", "P2", "1700000000"],
+        ["A", "P2", "1500000000"],
+        ["A", "P1", "1600000000.5"],
+        ["B", "P1", "1600000000"],
+        ["B", "P2", "1700000000"],
     ]
     items = read_items(data_dir / "Sci23.item")
     p1 = items["P1"]
@@ -367,8 +431,20 @@ def test_amazon_unreachable_images_are_reported_not_fatal(tmp_path, capsys):
     cache.mkdir()
     (cache / "i2.jpg").write_bytes(b"already here")
     status = amazon.main(
-        ["--input", str(raw), "--name", "Sci", "--output-dir", str(tmp_path / "out"), "--kcore", "2",
-         "--download-images", str(cache), "--retries", "1"]
+        [
+            "--input",
+            str(raw),
+            "--name",
+            "Sci",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--kcore",
+            "2",
+            "--download-images",
+            str(cache),
+            "--retries",
+            "1",
+        ]
     )
     assert status == 0
     printed = capsys.readouterr().out
@@ -477,8 +553,17 @@ def test_cli_prints_statistics_or_a_one_line_error(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "users           17,112" in printed and "avg seq length  7.96" in printed
     bad = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, "lcrec.py"), "--input", str(tmp_path / "nowhere"), "--name", "X"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            os.path.join(SCRIPTS, "lcrec.py"),
+            "--input",
+            str(tmp_path / "nowhere"),
+            "--name",
+            "X",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and "nowhere: input folder not found" in bad.stderr

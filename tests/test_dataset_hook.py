@@ -95,7 +95,7 @@ def write_benchmark_dataset(root, name="bench", history=12):
         for end in range(1, history):
             rows["train"].append(f"u{user}\t{' '.join(items[:end])}\t{items[end]}\n")
         rows["valid"].append(f"u{user}\t{' '.join(items[:history])}\t{items[history]}\n")
-        rows["test"].append(f"u{user}\t{' '.join(items[:history + 1])}\t{items[history + 1]}\n")
+        rows["test"].append(f"u{user}\t{' '.join(items[: history + 1])}\t{items[history + 1]}\n")
     for split, lines in rows.items():
         (folder / f"{name}.{split}.inter").write_text(header + "".join(lines))
     (folder / f"{name}.yaml").write_text(

@@ -24,8 +24,26 @@ SCIENTIFIC_ITEMS = os.path.join(SHARED_DATA, "amazon_scientific_lcrec", "Scienti
 POSTERS = os.path.join(SHARED_DATA, "ml100k_posters", "posters_w92")
 # Same beaker in 400 mL and 600 mL, then 18 unrelated products.
 NEAR_DUPLICATES = ("420", "3718")
-UNRELATED = ("0", "1", "111", "141", "165", "196", "204", "291", "305", "335", "345", "408", "432", "471", "508",
-             "545", "626", "702")
+UNRELATED = (
+    "0",
+    "1",
+    "111",
+    "141",
+    "165",
+    "196",
+    "204",
+    "291",
+    "305",
+    "335",
+    "345",
+    "408",
+    "432",
+    "471",
+    "508",
+    "545",
+    "626",
+    "702",
+)
 TINY_VIT = {
     "model_cfg": {
         "embed_dim": 32,
@@ -75,7 +93,9 @@ def poster_dataset(tmp_path):
     """A 20-item dataset whose item tokens are MovieLens ids with a poster in ``POSTERS``."""
     data_dir = str(tmp_path / "posters")
     tokens = [os.path.splitext(os.path.basename(path))[0] for path in poster_paths()]
-    write_item_file(data_dir, "posters", ["item_id:token", "title:token_seq"], [[t, f"movie {t}"] for t in tokens])
+    write_item_file(
+        data_dir, "posters", ["item_id:token", "title:token_seq"], [[t, f"movie {t}"] for t in tokens]
+    )
     return data_dir
 
 
@@ -97,7 +117,9 @@ def test_near_duplicate_titles_are_closest():
 def test_text_rows_keep_input_order():
     texts = ["a much longer sentence about laboratory glass beakers", "tape", ""]
     with pytest.warns(UserWarning, match="fp16 is only used on GPU"):
-        together = text_encoder.encode_texts(texts, device="cpu", batch_size=2, fp16=True, show_progress=False)
+        together = text_encoder.encode_texts(
+            texts, device="cpu", batch_size=2, fp16=True, show_progress=False
+        )
     alone = np.stack([text_encoder.encode_texts([t], device="cpu", show_progress=False)[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
@@ -110,7 +132,10 @@ def test_item_texts_without_text_column_use_title_year_and_genres(tmp_path):
         [["1", "Toy Story", "1995", "Animation Children's Comedy"], ["2", "Untitled", "", ""]],
     )
     path, frame = encoding.read_item_file(str(tmp_path), "ml")
-    assert text_encoder.item_texts(frame, path) == ["Toy Story (1995). Genres: Animation, Children's, Comedy", "Untitled"]
+    assert text_encoder.item_texts(frame, path) == [
+        "Toy Story (1995). Genres: Animation, Children's, Comedy",
+        "Untitled",
+    ]
 
 
 def test_item_file_without_text_or_title_names_the_file(tmp_path):
@@ -120,15 +145,22 @@ def test_item_file_without_text_or_title_names_the_file(tmp_path):
 
 
 def test_duplicate_item_names_file_and_row(tmp_path):
-    write_item_file(str(tmp_path), "dup", ["item_id:token", "text:token_seq"], [["a", "x"], ["b", "y"], ["a", "z"]])
+    write_item_file(
+        str(tmp_path), "dup", ["item_id:token", "text:token_seq"], [["a", "x"], ["b", "y"], ["a", "z"]]
+    )
     with pytest.raises(DataError, match=r"dup\.item: duplicate item 'a' at data row 3"):
         encoding.read_item_file(str(tmp_path), "dup")
 
 
 def test_encode_dataset_text_writes_registers_and_caches(tmp_path, monkeypatch):
     data_dir = str(tmp_path / "shop")
-    rows = [["p1", "Glass beaker 400 mL"], ["p2", "Glass beaker 600 mL"], ["p3", "Duct tape"], ["p4", ""],
-            ["p5", "Safety goggles"]]
+    rows = [
+        ["p1", "Glass beaker 400 mL"],
+        ["p2", "Glass beaker 600 mL"],
+        ["p3", "Duct tape"],
+        ["p4", ""],
+        ["p5", "Safety goggles"],
+    ]
     write_item_file(data_dir, "shop", ["item_id:token", "text:token_seq"], rows)
     out = text_encoder.encode_dataset_text(data_dir, "shop", device="cpu", show_progress=False)
     assert out == feature_path(data_dir, "shop", "text")
@@ -150,7 +182,9 @@ def test_encode_dataset_text_writes_registers_and_caches(tmp_path, monkeypatch):
 
 def test_random_image_encoder_is_deterministic(tiny_arch, capsys):
     paths = poster_paths()
-    first, missing, skipped = image_encoder.encode_images(paths, tiny_arch, "none", device="cpu", show_progress=False)
+    first, missing, skipped = image_encoder.encode_images(
+        paths, tiny_arch, "none", device="cpu", show_progress=False
+    )
     second, _, _ = image_encoder.encode_images(paths, tiny_arch, "none", device="cpu", show_progress=False)
     assert first.shape == (20, 32) and first.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
@@ -162,7 +196,9 @@ def test_random_image_encoder_is_deterministic(tiny_arch, capsys):
 def test_encode_dataset_images_registers_and_reuses_cache(poster_dataset, tiny_arch, monkeypatch):
     calls = []
     create = open_clip.create_model_and_transforms
-    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda *a, **k: calls.append(a) or create(*a, **k))
+    monkeypatch.setattr(
+        open_clip, "create_model_and_transforms", lambda *a, **k: calls.append(a) or create(*a, **k)
+    )
     kwargs = dict(device="cpu", batch_size=8, show_progress=False)
     out = image_encoder.encode_dataset_images(poster_dataset, "posters", POSTERS, tiny_arch, "none", **kwargs)
     loaded = read_feature_file(out)
@@ -170,7 +206,10 @@ def test_encode_dataset_images_registers_and_reuses_cache(poster_dataset, tiny_a
     assert loaded.meta["skipped"] == 0 and registered_dims(poster_dataset, "posters") == {"image": 32}
 
     mtime = os.stat(out).st_mtime_ns
-    assert image_encoder.encode_dataset_images(poster_dataset, "posters", POSTERS, tiny_arch, "none", **kwargs) == out
+    assert (
+        image_encoder.encode_dataset_images(poster_dataset, "posters", POSTERS, tiny_arch, "none", **kwargs)
+        == out
+    )
     assert len(calls) == 1 and os.stat(out).st_mtime_ns == mtime
 
 
@@ -178,7 +217,9 @@ def test_corrupt_image_zero_policy_gives_flagged_zero_row(tmp_path, tiny_arch, c
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8 definitely not a jpeg")
     paths = [poster_paths(1)[0], str(corrupt), ""]
-    features, missing, skipped = image_encoder.encode_images(paths, tiny_arch, "none", device="cpu", show_progress=False)
+    features, missing, skipped = image_encoder.encode_images(
+        paths, tiny_arch, "none", device="cpu", show_progress=False
+    )
     assert missing.tolist() == [False, True, True]
     assert not features[1:].any() and features[0].any()
     assert [path for path, _ in skipped] == [str(corrupt), ""]
@@ -189,10 +230,21 @@ def test_corrupt_image_error_policy_names_file_and_item(tmp_path, tiny_arch):
     data_dir, image_dir = str(tmp_path / "shop"), tmp_path / "images"
     image_dir.mkdir()
     (image_dir / "bad.jpg").write_bytes(b"garbage bytes")
-    write_item_file(data_dir, "shop", ["item_id:token", "image:token"], [["good", poster_paths(1)[0]], ["bad", ""]])
-    with pytest.raises(DataError, match=r"shop\.item \(image folder .*\): .*bad\.jpg: item 'bad': unreadable image"):
+    write_item_file(
+        data_dir, "shop", ["item_id:token", "image:token"], [["good", poster_paths(1)[0]], ["bad", ""]]
+    )
+    with pytest.raises(
+        DataError, match=r"shop\.item \(image folder .*\): .*bad\.jpg: item 'bad': unreadable image"
+    ):
         image_encoder.encode_dataset_images(
-            data_dir, "shop", str(image_dir), tiny_arch, "none", device="cpu", missing_policy="error", show_progress=False
+            data_dir,
+            "shop",
+            str(image_dir),
+            tiny_arch,
+            "none",
+            device="cpu",
+            missing_policy="error",
+            show_progress=False,
         )
     assert not os.path.exists(feature_path(data_dir, "shop", "image"))
     assert not os.path.exists(os.path.join(data_dir, "shop.yaml"))
@@ -201,7 +253,9 @@ def test_corrupt_image_error_policy_names_file_and_item(tmp_path, tiny_arch):
 def test_find_image_file_prefers_column_then_token(tmp_path):
     (tmp_path / "i1.png").write_bytes(b"x")
     (tmp_path / "cover.jpg").write_bytes(b"x")
-    assert image_encoder.find_image_file("i1", "cover.jpg", str(tmp_path), None) == str(tmp_path / "cover.jpg")
+    assert image_encoder.find_image_file("i1", "cover.jpg", str(tmp_path), None) == str(
+        tmp_path / "cover.jpg"
+    )
     assert image_encoder.find_image_file("i1", "https://example.com/i1.jpg", str(tmp_path), None) == str(
         tmp_path / "i1.png"
     )
@@ -212,22 +266,43 @@ def test_find_image_file_prefers_column_then_token(tmp_path):
 
 
 def test_encode_text_cli(tmp_path):
-    write_item_file(str(tmp_path / "data" / "mini"), "mini", ["item_id:token", "text:token_seq"],
-                    [["a", "red pen"], ["b", "blue pen"]])
-    done = run_script("encode_text.py", "--dataset", "mini", "--data-path", str(tmp_path / "data"), "--device", "cpu")
+    write_item_file(
+        str(tmp_path / "data" / "mini"),
+        "mini",
+        ["item_id:token", "text:token_seq"],
+        [["a", "red pen"], ["b", "blue pen"]],
+    )
+    done = run_script(
+        "encode_text.py", "--dataset", "mini", "--data-path", str(tmp_path / "data"), "--device", "cpu"
+    )
     assert done.returncode == 0, done.stderr
     assert read_feature_file(done.stdout.strip().splitlines()[-1]).features.shape == (2, 384)
 
     failed = run_script("encode_text.py", "--dataset", "absent", "--data-path", str(tmp_path / "data"))
-    assert failed.returncode == 2 and "error: " in failed.stderr and "absent.item: item file not found" in failed.stderr
+    assert (
+        failed.returncode == 2
+        and "error: " in failed.stderr
+        and "absent.item: item file not found" in failed.stderr
+    )
 
 
 def test_encode_images_cli(tmp_path, tiny_arch):
     tokens = [os.path.splitext(os.path.basename(path))[0] for path in poster_paths(3)]
     write_item_file(str(tmp_path / "data" / "mini"), "mini", ["item_id:token"], [[t] for t in tokens])
     done = run_script(
-        "encode_images.py", "--dataset", "mini", "--data-path", str(tmp_path / "data"), "--image-dir", POSTERS,
-        "--model", tiny_arch, "--pretrained", "none", "--device", "cpu",
+        "encode_images.py",
+        "--dataset",
+        "mini",
+        "--data-path",
+        str(tmp_path / "data"),
+        "--image-dir",
+        POSTERS,
+        "--model",
+        tiny_arch,
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
     )
     assert done.returncode == 0, done.stderr
     assert "WARNING: random image encoder weights" in done.stderr

@@ -19,7 +19,11 @@ def test_lone_clone_collects_every_test_without_errors(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RECBOLE_BBQ_REQUIRE_SHARED_DATA"}
     collected = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=900,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     assert "error" not in collected.stdout.splitlines()[-1].lower()

@@ -16,7 +16,9 @@ from recbole_bbq.pipeline import prepare_semantic_ids
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset, data_preparation, get_model
 
-SMALL_BACKBONE = dict(d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5)
+SMALL_BACKBONE = dict(
+    d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5
+)
 TINY_TOKENIZER = {"epochs": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dim": 16}
 ITEMS = [f"i{i}" for i in range(1, 31)]
 
@@ -37,8 +39,13 @@ def tiny_root(tmp_path_factory):
 
 def model_config(tmp_path, root, **overrides):
     settings = dict(
-        data_path=str(root), modalities=["text"], behaviour={"epochs": 1}, tokenizer=TINY_TOKENIZER,
-        rqvae={"epochs": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dim": 16}, beam_size=20, **SMALL_BACKBONE,
+        data_path=str(root),
+        modalities=["text"],
+        behaviour={"epochs": 1},
+        tokenizer=TINY_TOKENIZER,
+        rqvae={"epochs": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dim": 16},
+        beam_size=20,
+        **SMALL_BACKBONE,
     )
     settings.update(overrides)
     return tiny_config(tmp_path, **settings)
@@ -85,7 +92,9 @@ def test_mmtiger_concatenates_independent_per_modality_codes(tmp_path, tiny_root
     def codes(model, **overrides):
         """The model's semantic IDs in ITEMS order."""
         config_dict = model_config(tmp_path, tiny_root, **overrides)
-        path = prepare_semantic_ids(model, "tiny", config_dict=config_dict, show_progress=False)["semantic_ids_file"]
+        path = prepare_semantic_ids(model, "tiny", config_dict=config_dict, show_progress=False)[
+            "semantic_ids_file"
+        ]
         tokens, item_codes, _ = read_semantic_id_file(path)
         return item_codes[np.argsort(tokens)][np.argsort(np.argsort(ITEMS))]
 
@@ -105,7 +114,9 @@ def test_mmtiger_concatenates_independent_per_modality_codes(tmp_path, tiny_root
 @pytest.mark.parametrize("model", ["TIGER", "MMTIGER", "BBQRec"])
 def test_generative_models_train_on_the_real_next_items_only(tmp_path, tiny_root, model):
     """RecBole's point-wise negative sampling would turn random items into training targets."""
-    config_dict = model_config(tmp_path, tiny_root, semantic_ids_from="published" if model == "TIGER" else None)
+    config_dict = model_config(
+        tmp_path, tiny_root, semantic_ids_from="published" if model == "TIGER" else None
+    )
     config_dict.update(prepare_semantic_ids(model, "tiny", config_dict=config_dict, show_progress=False))
     config = Config(model, "tiny", config_dict=config_dict)
     assert config["train_neg_sample_args"]["distribution"] == "none"
@@ -127,7 +138,9 @@ def test_beam_search_with_all_items_equals_teacher_forcing(tmp_path, tiny_root):
         users = len(ranking)
         items = torch.arange(1, model.n_items).repeat(users)
         exact = model.item_log_likelihood(
-            memory.repeat_interleave(model.n_items - 1, 0), mask.repeat_interleave(model.n_items - 1, 0), items
+            memory.repeat_interleave(model.n_items - 1, 0),
+            mask.repeat_interleave(model.n_items - 1, 0),
+            items,
         ).view(users, -1)
     torch.testing.assert_close(ranking[:, 1:], exact, rtol=1e-5, atol=1e-5)
     assert torch.equal(ranking[:, 1:].argsort(dim=1, descending=True), exact.argsort(dim=1, descending=True))
@@ -209,10 +222,18 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_root):
 @pytest.mark.parametrize("model", ["TIGER", "BBQRec", "MMTIGER"])
 def test_scientific_slice_trains_and_evaluates(tmp_path, scientific_slice, model):
     config_dict = tiny_config(
-        tmp_path, data_path=str(scientific_slice), behaviour={"epochs": 1}, beam_size=20,
-        tokenizer={"epochs": 5}, rqvae={"epochs": 5}, train_batch_size=256, **SMALL_BACKBONE,
+        tmp_path,
+        data_path=str(scientific_slice),
+        behaviour={"epochs": 1},
+        beam_size=20,
+        tokenizer={"epochs": 5},
+        rqvae={"epochs": 5},
+        train_batch_size=256,
+        **SMALL_BACKBONE,
     )
-    config_dict.update(prepare_semantic_ids(model, "Scientific", config_dict=config_dict, show_progress=False))
+    config_dict.update(
+        prepare_semantic_ids(model, "Scientific", config_dict=config_dict, show_progress=False)
+    )
     result = run_recbole_bbq(model, "Scientific", config_dict=config_dict)
     assert_metrics(result)
     assert set(result["test_result"]) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)}
@@ -227,11 +248,21 @@ def test_cli_runs_the_whole_pipeline_for_tiger(tmp_path, tiny_root):
     backbone = [f"--{key}={value}" for key, value in SMALL_BACKBONE.items()]
     proc = subprocess.run(
         [
-            sys.executable, f"{REPO_DIR}/run_recbole_bbq.py", "--model=TIGER", "--dataset=tiny",
-            f"--data_path={tiny_root}", "--semantic_ids_from=published", "--epochs=1",
-            "--show_progress=False", f"--checkpoint_dir={tmp_path / 'saved'}", *backbone,
+            sys.executable,
+            f"{REPO_DIR}/run_recbole_bbq.py",
+            "--model=TIGER",
+            "--dataset=tiny",
+            f"--data_path={tiny_root}",
+            "--semantic_ids_from=published",
+            "--epochs=1",
+            "--show_progress=False",
+            f"--checkpoint_dir={tmp_path / 'saved'}",
+            *backbone,
         ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test result" in proc.stdout + proc.stderr

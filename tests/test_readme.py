@@ -33,8 +33,14 @@ def test_wheel_ships_every_properties_yaml():
     root = os.path.join(REPO_DIR, "properties")
     shipped = [
         os.path.relpath(os.path.join(folder, name), root)
-        for folder, _, names in os.walk(root) for name in names if name.endswith(".yaml")
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name.endswith(".yaml")
     ]
     # setuptools globs each pattern separately: "*" does not cross "/".
-    missing = [p for p in shipped if not any(fnmatch.fnmatch(p, pat) and p.count("/") == pat.count("/") for pat in patterns)]
+    missing = [
+        p
+        for p in shipped
+        if not any(fnmatch.fnmatch(p, pat) and p.count("/") == pat.count("/") for pat in patterns)
+    ]
     assert shipped and missing == []

@@ -78,14 +78,18 @@ def test_alignment_raises_behaviour_neighbour_first_code_agreement(default_fit, 
     _, unaligned = fit(scientific, use_align=False)
     with_align = aligned["first_code_neighbour_agreement"]
     without_align = unaligned["first_code_neighbour_agreement"]
-    print(f"nearest behaviour neighbour shares first code: align {with_align:.4f}, no align {without_align:.4f}")
+    print(
+        f"nearest behaviour neighbour shares first code: align {with_align:.4f}, no align {without_align:.4f}"
+    )
     assert with_align > without_align
 
 
 def test_club_penalty_lowers_the_club_estimate(default_fit, scientific):
     _, with_club = default_fit
     _, without_club = fit(scientific, use_club=False)
-    print(f"final CLUB estimate: use_club {with_club['club_estimate']:.4f}, off {without_club['club_estimate']:.4f}")
+    print(
+        f"final CLUB estimate: use_club {with_club['club_estimate']:.4f}, off {without_club['club_estimate']:.4f}"
+    )
     assert with_club["club_estimate"] < without_club["club_estimate"]
 
 
@@ -100,7 +104,9 @@ def test_fragmented_quantization_uses_one_quantizer_per_signal(scientific):
 
 def test_codebook_size_below_two_is_rejected(scientific):
     with pytest.raises(ConfigError, match=r"codebook_size \(K\) must be at least 2, got 1"):
-        BBQTokenizer(codebook_size=1).fit(scientific["features"], scientific["behaviour"], show_progress=False)
+        BBQTokenizer(codebook_size=1).fit(
+            scientific["features"], scientific["behaviour"], show_progress=False
+        )
     with pytest.raises(ConfigError, match=r"unknown tokenizer keys \['levls'\]"):
         BBQTokenizer(levls=3)
 
@@ -194,13 +200,23 @@ def test_behaviour_vectors_ignore_valid_and_test_targets(tmp_path, tiny_with_tex
 def test_cli_tokenize_stage_prints_the_statistics_table(tmp_path, tiny_with_text):
     proc = subprocess.run(
         [
-            sys.executable, f"{REPO_DIR}/run_recbole_bbq.py", "--model=BBQRec", "--dataset=tiny",
-            "--stage=tokenize", f"--data_path={tiny_with_text}", "--modalities=['text']",
-            "--behaviour={'epochs': 1}", "--show_progress=False", "--state=ERROR",
+            sys.executable,
+            f"{REPO_DIR}/run_recbole_bbq.py",
+            "--model=BBQRec",
+            "--dataset=tiny",
+            "--stage=tokenize",
+            f"--data_path={tiny_with_text}",
+            "--modalities=['text']",
+            "--behaviour={'epochs': 1}",
+            "--show_progress=False",
+            "--state=ERROR",
             "--tokenizer={'epochs': 2, 'codebook_size': 8, 'latent_dim': 8, 'hidden_dim': 16}",
             f"--checkpoint_dir={tmp_path / 'saved'}",
         ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -219,7 +235,12 @@ def test_dataset_hook_attaches_the_tokenizer_artifact(tmp_path, tiny_with_text):
     item_id = dataset.token2id(dataset.iid_field, "i5")
     row = list(artifact["tokens"]).index("i5")
     assert ids[item_id].tolist() == artifact["codes"][row].tolist()
-    np.testing.assert_array_equal(dataset.item_quantized["fused"][item_id].numpy(), artifact["quantized_fused"][row])
-    assert set(dataset.item_quantized) == {"behaviour", "text", "fused"} and not dataset.item_quantized["text"][0].any()
+    np.testing.assert_array_equal(
+        dataset.item_quantized["fused"][item_id].numpy(), artifact["quantized_fused"][row]
+    )
+    assert (
+        set(dataset.item_quantized) == {"behaviour", "text", "fused"}
+        and not dataset.item_quantized["text"][0].any()
+    )
     with pytest.raises(DataError, match="stale artifact"):
         dataset.attach_semantic_ids(path, expected_key="0" * 64)

@@ -57,8 +57,12 @@ def test_trimmed_batches_give_the_same_logits_loss_and_bias(tmp_path, tiny_root,
             full.backbone.teacher_forcing_logits(full_memory, full_mask, full.item_codes[targets]),
         ):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(trimmed.calculate_loss(batch), full.calculate_loss(batch), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(trimmed.full_sort_predict(batch), full.full_sort_predict(batch), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            trimmed.calculate_loss(batch), full.calculate_loss(batch), rtol=1e-5, atol=1e-6
+        )
+        torch.testing.assert_close(
+            trimmed.full_sort_predict(batch), full.full_sort_predict(batch), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_positions_count_back_from_the_latest_item(tmp_path, tiny_root):  # noqa: F811
@@ -83,7 +87,9 @@ def test_bucketed_order_is_a_permutation_of_similar_length_batches():
 
 
 def test_bucketed_loader_yields_every_row_once_per_epoch(tmp_path):
-    config = Config("SASRec", "tiny", config_dict=tiny_config(tmp_path, length_bucketing=True, train_batch_size=16))
+    config = Config(
+        "SASRec", "tiny", config_dict=tiny_config(tmp_path, length_bucketing=True, train_batch_size=16)
+    )
     train, _, _ = data_preparation(config, create_dataset(config))
     assert isinstance(train, LengthBucketedTrainDataLoader)
     rows = len(train._dataset)
@@ -91,7 +97,9 @@ def test_bucketed_loader_yields_every_row_once_per_epoch(tmp_path):
     for _ in range(2):
         seen = []
         for batch in train:
-            seen += list(zip(batch["user_id"].tolist(), batch["item_length"].tolist(), batch["item_id"].tolist()))
+            seen += list(
+                zip(batch["user_id"].tolist(), batch["item_length"].tolist(), batch["item_id"].tolist())
+            )
         assert len(seen) == rows
         epochs.append(seen)
     assert sorted(epochs[0]) == sorted(epochs[1]) and epochs[0] != epochs[1]
@@ -119,8 +127,14 @@ def sasrec_trainer(tmp_path, **overrides):
 
 def test_trainer_applies_adamw_warmup_cosine_and_clipping(tmp_path):
     trainer, train, valid, _ = sasrec_trainer(
-        tmp_path, epochs=2, learner="adamw", weight_decay=0.01, lr_scheduler="cosine", warmup=0.25,
-        learning_rate=0.01, clip_grad_norm={"max_norm": 1.0},
+        tmp_path,
+        epochs=2,
+        learner="adamw",
+        weight_decay=0.01,
+        lr_scheduler="cosine",
+        warmup=0.25,
+        learning_rate=0.01,
+        clip_grad_norm={"max_norm": 1.0},
     )
     assert isinstance(trainer.optimizer, torch.optim.AdamW)
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.01
@@ -143,7 +157,13 @@ def test_valid_curve_and_stop_reasons(tmp_path):
     trainer.fit(train, valid, saved=True, show_progress=False)
     assert trainer.stop_reason == STOP_EPOCHS
     assert [p["epoch"] for p in trainer.valid_curve] == [1, 2] and trainer.epochs_trained == 2
-    assert set(trainer.valid_curve[0]) >= {"valid_score", "valid_result", "train_loss", "learning_rate", "seconds"}
+    assert set(trainer.valid_curve[0]) >= {
+        "valid_score",
+        "valid_result",
+        "train_loss",
+        "learning_rate",
+        "seconds",
+    }
 
     trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=10, stopping_step=1)
     scores = iter([0.5, 0.4, 0.3, 0.2])
@@ -177,7 +197,9 @@ def test_cut_short_run_resumes_from_its_last_validation(tmp_path):
     resumed, train, valid, test = sasrec_trainer(tmp_path / "cut", **settings)
     epochs = []
     original = resumed._train_epoch
-    resumed._train_epoch = lambda data, epoch_idx, *a, **k: epochs.append(epoch_idx) or original(data, epoch_idx, *a, **k)
+    resumed._train_epoch = lambda data, epoch_idx, *a, **k: (
+        epochs.append(epoch_idx) or original(data, epoch_idx, *a, **k)
+    )
     resumed.fit(train, valid, saved=True, show_progress=False)
     assert epochs == [2]  # not from epoch 0
     assert [p["epoch"] for p in resumed.valid_curve] == [1, 2, 3] and resumed.stop_reason == STOP_EPOCHS
@@ -201,9 +223,9 @@ def test_bf16_training_step_on_cpu(tmp_path, tiny_root):  # noqa: F811
     model = get_model("TIGER")(config, train._dataset)
     seen = []
     original = model.calculate_loss
-    model.calculate_loss = lambda batch: seen.append(
-        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu")
-    ) or original(batch)
+    model.calculate_loss = lambda batch: (
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu")) or original(batch)
+    )
     trainer = Trainer(config, model)
     default_dtype = torch.get_autocast_dtype("cpu")
     trainer.fit(train, valid, saved=False, show_progress=False)

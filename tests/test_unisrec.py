@@ -79,10 +79,14 @@ def test_text_vectors_are_a_frozen_buffer_and_the_adaptor_learns(scientific):
 
 def test_missing_text_modality_is_a_clear_config_error(tmp_path, scientific_slice):
     with pytest.raises(ConfigError, match=r"UniSRec needs item text vectors: add 'text' to 'modalities'"):
-        run_recbole_bbq("UniSRec", "Scientific", config_dict=unisrec_config(tmp_path, scientific_slice, modalities=[]))
+        run_recbole_bbq(
+            "UniSRec", "Scientific", config_dict=unisrec_config(tmp_path, scientific_slice, modalities=[])
+        )
     with pytest.raises(ConfigError, match=r"add 'audio' to 'modalities'"):
         run_recbole_bbq(
-            "UniSRec", "Scientific", config_dict=unisrec_config(tmp_path, scientific_slice, text_modality="audio")
+            "UniSRec",
+            "Scientific",
+            config_dict=unisrec_config(tmp_path, scientific_slice, text_modality="audio"),
         )
 
 
@@ -132,7 +136,7 @@ def test_item_drop_augmentation_keeps_order_and_length(scientific):
     assert seq_aug[1].tolist() == [9, 0, 0, 0, 0, 0] and len_aug[1] == 1
     kept = seq_aug[0, : len_aug[0]].tolist()
     assert kept[0] == 5 and kept == sorted(kept) and set(kept) <= {5, 6, 7, 8}
-    assert (seq_aug[0, len_aug[0]:] == 0).all()
+    assert (seq_aug[0, len_aug[0] :] == 0).all()
 
 
 def test_text_dropout_augmentation_keeps_the_ids(scientific):

@@ -8,7 +8,9 @@ from recbole_bbq.data.dataset import MultiModalSequentialDataset, SequentialData
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 
 # Plugin models that read item features or semantic IDs use the multi-modal hook.
-BBQRecDataset = BBQSASRecDataset = TIGERDataset = MMTIGERDataset = UniSRecDataset = MultiModalSequentialDataset
+BBQRecDataset = BBQSASRecDataset = TIGERDataset = MMTIGERDataset = UniSRecDataset = (
+    MultiModalSequentialDataset
+)
 
 __all__ = [
     "BBQRecDataset",

@@ -16,8 +16,27 @@ from recbole_bbq.errors import DataError
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 # Cells pandas reads as "no value" by default; RecBole then imputes them.
 PANDAS_NA = frozenset(
-    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-     "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+    (
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    )
 )
 
 
@@ -154,5 +173,7 @@ def check_atomic_file(path, rules=None):
         rows += 1
         _check_row(path, line_no, text, header, rules)
     if rules.interactions and rows == 0:
-        raise DataError(f"{path}: only a header (line 1) and no interaction rows; add rows or remove the file")
+        raise DataError(
+            f"{path}: only a header (line 1) and no interaction rows; add rows or remove the file"
+        )
     return header

@@ -47,10 +47,15 @@ class SequentialDataset(RecBoleSequentialDataset):
         suffix = self.config["LIST_SUFFIX"]
         item_aliases = [self.iid_field, *(self.config["alias_of_item_id"] or [])]
         return AtomicFileRules(
-            loaded=lambda name: (load_col is None or name in load_col) and not (unload_col and name in unload_col),
+            loaded=lambda name: (
+                (load_col is None or name in load_col) and not (unload_col and name in unload_col)
+            ),
             interactions=source == FeatureSource.INTERACTION,
             required={field for field in (self.uid_field, self.iid_field) if field},
-            histories={f"{self.iid_field}{suffix}", *(name for name in item_aliases if name.endswith(suffix))},
+            histories={
+                f"{self.iid_field}{suffix}",
+                *(name for name in item_aliases if name.endswith(suffix)),
+            },
             separator=self.config["field_separator"],
             seq_separator=self.config["seq_separator"],
             encoding=self.config["encoding"] or "utf-8",

@@ -42,7 +42,9 @@ def read_item_file(data_dir, dataset):
         raise DataError(f"{path}: item file not found")
     text = read_text(path)  # decoded here so that a bad byte is reported with its line and offset
     try:
-        frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        frame = pd.read_csv(
+            io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+        )
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"{path}: unreadable item file ({error})") from None
     frame.columns = [column.split(":", 1)[0] for column in frame.columns]

@@ -51,8 +51,7 @@ def _validate(path, tokens, features, missing):
         raise DataError(f"{path}: features must be a 2-D matrix, got shape {features.shape}")
     if len(tokens) != features.shape[0] or len(missing) != features.shape[0]:
         raise DataError(
-            f"{path}: {len(tokens)} tokens, {len(missing)} missing flags but "
-            f"{features.shape[0]} feature rows"
+            f"{path}: {len(tokens)} tokens, {len(missing)} missing flags but {features.shape[0]} feature rows"
         )
     finite = np.isfinite(features).all(axis=1)
     if not finite.all():

@@ -77,7 +77,9 @@ def _load_image_model(arch, pretrained, seed, device):
             arch, pretrained=None if pretrained == RANDOM_WEIGHTS else pretrained
         )
     except (RuntimeError, ValueError, FileNotFoundError) as error:
-        raise ConfigError(f"cannot build open_clip model '{arch}' (pretrained={pretrained}): {error}") from None
+        raise ConfigError(
+            f"cannot build open_clip model '{arch}' (pretrained={pretrained}): {error}"
+        ) from None
     return model.to(device).eval(), preprocess
 
 
@@ -169,7 +171,10 @@ def encode_images(
     device = resolve_device(device)
     model, preprocess = _load_image_model(arch, pretrained, seed, device)
     features, missing, skipped = None, np.zeros(len(paths), dtype=bool), []
-    with torch.inference_mode(), tqdm(total=len(paths), desc="images", unit="img", disable=not show_progress) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(paths), desc="images", unit="img", disable=not show_progress) as bar,
+    ):
         for start in range(0, len(paths), batch_size):
             rows = range(start, min(start + batch_size, len(paths)))
             loaded, tensors, failed = _load_batch(paths, items, rows, preprocess, missing_policy)
@@ -208,12 +213,18 @@ def _image_cache_key(arch, pretrained, seed, tokens, paths, missing_policy):
     """Hash of the encoder (file size and mtime of a checkpoint), every item's image file and the
     missing policy: a file written under ``"zero"`` (zero rows for absent images) is never
     reused by an ``"error"`` run, which must stop on the first absent image instead."""
-    weights = [os.path.abspath(pretrained), *file_identity(pretrained)] if os.path.isfile(pretrained) else pretrained
+    weights = (
+        [os.path.abspath(pretrained), *file_identity(pretrained)]
+        if os.path.isfile(pretrained)
+        else pretrained
+    )
     images = [[token, path, *(file_identity(path) if path else [])] for token, path in zip(tokens, paths)]
     return sha256_of([arch, weights, int(seed), images, {"missing_policy": missing_policy}])
 
 
-def encode_dataset_images(data_dir, dataset, image_dir, arch, pretrained, seed=2020, missing_policy="zero", **kwargs):
+def encode_dataset_images(
+    data_dir, dataset, image_dir, arch, pretrained, seed=2020, missing_policy="zero", **kwargs
+):
     """Encode the image of every item of ``<data_dir>/<dataset>.item`` into a feature file.
 
     An item's image is found by :func:`find_image_file` (``image`` column, else the item

@@ -143,7 +143,8 @@ def stale_temp_files(path, max_age_seconds=STALE_TEMP_SECONDS):
         return []
     prefix, suffix = f".{base}.", f".tmp{ext}"
     names = [
-        name for name in os.listdir(folder)
+        name
+        for name in os.listdir(folder)
         if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix)
     ]
     return _orphans(folder, names, max_age_seconds)

@@ -39,7 +39,9 @@ def parse_code(text):
 
 def _validate(path, tokens, codes):
     if codes.ndim != 2 or codes.shape[0] != len(tokens):
-        raise DataError(f"{path}: codes must be [n_items, levels], got {codes.shape} for {len(tokens)} tokens")
+        raise DataError(
+            f"{path}: codes must be [n_items, levels], got {codes.shape} for {len(tokens)} tokens"
+        )
     if codes.size and codes.min() < 0:
         row = int(np.flatnonzero((codes < 0).any(axis=1))[0])
         raise DataError(f"{path}: negative code at row {row} (item '{tokens[row]}')")

@@ -89,7 +89,9 @@ def item_texts(frame, path):
         return frame["text"].tolist()
     title = _first_column(columns, TITLE_COLUMNS) or next((c for c in columns if "title" in c), None)
     if title is None:
-        raise DataError(f"{path}: no 'text' column and no title column to build item texts from (columns: {columns})")
+        raise DataError(
+            f"{path}: no 'text' column and no title column to build item texts from (columns: {columns})"
+        )
     year = _first_column(columns, YEAR_COLUMNS)
     category = _first_column(columns, CATEGORY_COLUMNS)
     empty = [""] * len(frame)
@@ -187,11 +189,18 @@ def encode_texts(
     texts = [str(text) for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     output = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(texts), desc="text", unit="item", disable=not show_progress) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(texts), desc="text", unit="item", disable=not show_progress) as bar,
+    ):
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             batch = tokenizer(
-                [texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
             ).to(device)
             pooled = _mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
             output[rows] = F.normalize(pooled.float(), dim=-1).cpu().numpy()
@@ -249,7 +258,9 @@ def _encode_present_texts(texts, empty_rows, model_path, max_length, **kwargs):
     missing = np.zeros(len(texts), dtype=bool)
     missing[empty_rows] = True
     present = np.flatnonzero(~missing)
-    encoded = encode_texts([texts[row] for row in present], model_path=model_path, max_length=max_length, **kwargs)
+    encoded = encode_texts(
+        [texts[row] for row in present], model_path=model_path, max_length=max_length, **kwargs
+    )
     features = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
     features[present] = encoded
     return features, missing

@@ -103,7 +103,10 @@ class GenerativeRecommender(SequentialRecommender):
         """Encoder memory ``[B, S*T, d]``, its key mask, and the history ``[B, S]``."""
         history = self.recent_history(interaction)
         memory, memory_mask = self.backbone.encode(
-            self.item_codes[history], history > 0, self.attention_bias(history), self.item_position_ids(history)
+            self.item_codes[history],
+            history > 0,
+            self.attention_bias(history),
+            self.item_position_ids(history),
         )
         return memory, memory_mask, history
 
@@ -121,7 +124,10 @@ class GenerativeRecommender(SequentialRecommender):
         """Teacher-forced log-probability of each item's full semantic ID."""
         codes = self.item_codes[items]
         logits = self.backbone.teacher_forcing_logits(memory, memory_mask, codes)
-        return sum(F.log_softmax(logits[t], dim=-1).gather(1, codes[:, t : t + 1]).squeeze(1) for t in range(len(logits)))
+        return sum(
+            F.log_softmax(logits[t], dim=-1).gather(1, codes[:, t : t + 1]).squeeze(1)
+            for t in range(len(logits))
+        )
 
     def predict(self, interaction):
         memory, memory_mask, _ = self.encode(interaction)
@@ -133,7 +139,9 @@ class GenerativeRecommender(SequentialRecommender):
 
         def step_log_probs(prefix_codes, level):
             beams = prefix_codes.shape[1]
-            logits = self.backbone.decode(memory, memory_mask, prefix_codes.reshape(batch * beams, level), beams)
+            logits = self.backbone.decode(
+                memory, memory_mask, prefix_codes.reshape(batch * beams, level), beams
+            )
             return F.log_softmax(logits, dim=-1).view(batch, beams, -1)
 
         return constrained_beam_search(self.trie, step_log_probs, batch, self.beam_size)

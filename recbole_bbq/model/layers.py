@@ -49,10 +49,14 @@ class SimilarityBias(nn.Module):
             n_buckets = item_codes.shape[1] + 1
         else:
             item_vectors = item_vectors or {}
-            pairs = pairs or default_similarity_pairs([s for s in item_vectors if s not in (BEHAVIOUR, "fused")])
+            pairs = pairs or default_similarity_pairs(
+                [s for s in item_vectors if s not in (BEHAVIOUR, "fused")]
+            )
             missing = sorted({s for pair in pairs for s in pair} - set(item_vectors))
             if missing:
-                raise ConfigError(f"sim_pairs use signals {missing} with no quantized vectors (have {sorted(item_vectors)})")
+                raise ConfigError(
+                    f"sim_pairs use signals {missing} with no quantized vectors (have {sorted(item_vectors)})"
+                )
             self.pairs = [tuple(pair) for pair in pairs]
             for signal in {s for pair in self.pairs for s in pair}:
                 self.register_buffer(f"unit_{signal}", F.normalize(item_vectors[signal].float(), dim=-1))
@@ -151,7 +155,9 @@ class DecoderLayer(nn.Module):
     def forward(self, y, memory, memory_mask, memory_repeat=1):
         h = self.norms[0](y)
         y = y + self.dropout(self.self_attention(h, h, is_causal=True))
-        y = y + self.dropout(self.cross_attention(self.norms[1](y), memory, memory_mask, context_repeat=memory_repeat))
+        y = y + self.dropout(
+            self.cross_attention(self.norms[1](y), memory, memory_mask, context_repeat=memory_repeat)
+        )
         return y + self.dropout(self.feed_forward(self.norms[2](y)))
 
 
@@ -174,15 +180,30 @@ class SemanticIDSeq2Seq(nn.Module):
         dropout (float): Dropout probability.
     """
 
-    def __init__(self, vocab_sizes, max_items, d_model=128, n_layers=4, n_decoder_layers=4, n_heads=6, d_kv=64, d_ff=1024, dropout=0.1):
+    def __init__(
+        self,
+        vocab_sizes,
+        max_items,
+        d_model=128,
+        n_layers=4,
+        n_decoder_layers=4,
+        n_heads=6,
+        d_kv=64,
+        d_ff=1024,
+        dropout=0.1,
+    ):
         super().__init__()
         self.vocab_sizes, self.levels, self.n_heads = list(vocab_sizes), len(vocab_sizes), n_heads
         self.token_embeddings = nn.ModuleList(nn.Embedding(v + 1, d_model) for v in self.vocab_sizes)
         self.item_position = nn.Embedding(max_items, d_model)
         self.level = nn.Embedding(self.levels, d_model)
         self.bos = nn.Parameter(torch.randn(d_model) * 0.02)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_kv, d_ff, dropout) for _ in range(n_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_kv, d_ff, dropout) for _ in range(n_decoder_layers))
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d_model, n_heads, d_kv, d_ff, dropout) for _ in range(n_layers)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d_model, n_heads, d_kv, d_ff, dropout) for _ in range(n_decoder_layers)
+        )
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.heads = nn.ModuleList(nn.Linear(d_model, v) for v in self.vocab_sizes)
         self.dropout = nn.Dropout(dropout)
@@ -236,7 +257,9 @@ class SemanticIDSeq2Seq(nn.Module):
 
     def teacher_forcing_logits(self, memory, memory_mask, target_codes):
         """Logits of every target level at once: list of ``[B, vocab_sizes[t]]``."""
-        y = torch.cat([self.bos.expand(len(target_codes), 1, -1), self.embed_codes(target_codes[:, :-1])], dim=1)
+        y = torch.cat(
+            [self.bos.expand(len(target_codes), 1, -1), self.embed_codes(target_codes[:, :-1])], dim=1
+        )
         y = self.dropout(y + self.level.weight[: self.levels])
         for layer in self.decoder:
             y = layer(y, memory, memory_mask)

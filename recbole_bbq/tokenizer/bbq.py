@@ -72,10 +72,16 @@ class BBQTokenizerModel(nn.Module):
                 f"{sorted(unknown)}) and fuse_mode must be sum or mean (got '{fuse_mode}')"
             )
         self.fuse_mode, self.temperature, self.align_modalities = fuse_mode, temperature, align_modalities
-        self.specific = nn.ModuleDict({m: mlp(d, hidden_dim, latent_dim, dropout) for m, d in modality_dims.items()})
-        self.aligned = nn.ModuleDict({m: mlp(d, hidden_dim, latent_dim, dropout) for m, d in modality_dims.items()})
+        self.specific = nn.ModuleDict(
+            {m: mlp(d, hidden_dim, latent_dim, dropout) for m, d in modality_dims.items()}
+        )
+        self.aligned = nn.ModuleDict(
+            {m: mlp(d, hidden_dim, latent_dim, dropout) for m, d in modality_dims.items()}
+        )
         self.behaviour_encoder = mlp(behaviour_dim, hidden_dim, latent_dim, dropout)
-        self.decoders = nn.ModuleDict({m: mlp(2 * latent_dim, hidden_dim, d, dropout) for m, d in modality_dims.items()})
+        self.decoders = nn.ModuleDict(
+            {m: mlp(2 * latent_dim, hidden_dim, d, dropout) for m, d in modality_dims.items()}
+        )
         self.behaviour_decoder = mlp(latent_dim, hidden_dim, behaviour_dim, dropout)
         self.club = nn.ModuleDict({m: CLUB(latent_dim, latent_dim, hidden_dim) for m in self.modalities})
         signals = [BEHAVIOUR, *self.modalities, FUSED]

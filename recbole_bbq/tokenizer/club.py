@@ -18,9 +18,7 @@ class CLUB(nn.Module):
     def __init__(self, x_dim, y_dim, hidden=128):
         super().__init__()
         self.mu = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, y_dim))
-        self.logvar = nn.Sequential(
-            nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, y_dim), nn.Tanh()
-        )
+        self.logvar = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, y_dim), nn.Tanh())
 
     def log_likelihood(self, x, y):
         """Mean Gaussian log-likelihood of ``y`` given ``x`` (up to constants)."""

@@ -12,15 +12,28 @@ from torch import nn
 from tqdm import tqdm
 
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
-from recbole_bbq.data.semantic_ids import align_codes, read_semantic_id_file, semantic_id_path, write_semantic_id_file
+from recbole_bbq.data.semantic_ids import (
+    align_codes,
+    read_semantic_id_file,
+    semantic_id_path,
+    write_semantic_id_file,
+)
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.tokenizer.bbq import mlp
 from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
 from recbole_bbq.tokenizer.tokenizer import code_statistics, deduplicate
 
 RQVAE_DEFAULTS = {
-    "modality": "text", "levels": 3, "codebook_size": 256, "latent_dim": 64, "hidden_dim": 256,
-    "beta": 0.25, "epochs": 100, "batch_size": 256, "learning_rate": 0.001, "seed": 2020,
+    "modality": "text",
+    "levels": 3,
+    "codebook_size": 256,
+    "latent_dim": 64,
+    "hidden_dim": 256,
+    "beta": 0.25,
+    "epochs": 100,
+    "batch_size": 256,
+    "learning_rate": 0.001,
+    "seed": 2020,
 }
 
 
@@ -43,7 +56,14 @@ def fit_rqvae(features, params, device="cpu", show_progress=True):
     torch.manual_seed(params["seed"])
     generator = torch.Generator().manual_seed(params["seed"])
     x = F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32), dim=-1).to(device)
-    model = RQVAE(x.shape[1], params["latent_dim"], params["hidden_dim"], params["levels"], params["codebook_size"], params["beta"]).to(device)
+    model = RQVAE(
+        x.shape[1],
+        params["latent_dim"],
+        params["hidden_dim"],
+        params["levels"],
+        params["codebook_size"],
+        params["beta"],
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params["learning_rate"])
     with torch.no_grad():
         model.quantizer.init_kmeans(model.encoder(x), seed=params["seed"])
@@ -65,7 +85,9 @@ def fit_rqvae(features, params, device="cpu", show_progress=True):
 
 def _published_codes(config, source, item_tokens):
     """Codes of a published semantic-ID file (path or name in the dataset folder), in item order."""
-    path = source if os.path.isfile(source) else semantic_id_path(config["data_path"], config["dataset"], source)
+    path = (
+        source if os.path.isfile(source) else semantic_id_path(config["data_path"], config["dataset"], source)
+    )
     tokens, codes, _ = read_semantic_id_file(path)
     # Published codes may collide; TIGER appends a dedup code, so uniqueness is not required here.
     aligned = align_codes(path, tokens, codes, ["[PAD]", *item_tokens], require_unique=False)
@@ -86,26 +108,38 @@ def _code_sources(config, kind, params, item_tokens, show_progress):
     published = _as_list(config["semantic_ids_from"])
     if published:
         if kind == "tiger" and len(published) > 1:
-            raise ConfigError(f"TIGER takes one semantic_ids_from file, got {published}; MMTIGER concatenates several")
+            raise ConfigError(
+                f"TIGER takes one semantic_ids_from file, got {published}; MMTIGER concatenates several"
+            )
         sources = []
         for name in published:
             path, codes = _published_codes(config, name, item_tokens)
-            sources.append(({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c))
+            sources.append(
+                ({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c)
+            )
         return sources
     if kind == "tiger":
         modalities = [params["modality"]]
     else:
         modalities = _as_list(config["mmtiger_modalities"] or config["modalities"])
         if not modalities:
-            raise ConfigError("MMTIGER needs modalities: set 'mmtiger_modalities' or 'modalities' (e.g. [text, image])")
+            raise ConfigError(
+                "MMTIGER needs modalities: set 'mmtiger_modalities' or 'modalities' (e.g. [text, image])"
+            )
     sources = []
     for modality in modalities:
-        path = (config["feature_files"] or {}).get(modality) or feature_path(config["data_path"], config["dataset"], modality)
+        path = (config["feature_files"] or {}).get(modality) or feature_path(
+            config["data_path"], config["dataset"], modality
+        )
         if not os.path.isfile(path):
             raise ConfigError(f"{kind.upper()}: modality '{modality}' has no feature file {path}")
         features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
         features = features[1:].numpy()
-        key = {"modality": modality, "params": params, "features": hashlib.sha256(features.tobytes()).hexdigest()}
+        key = {
+            "modality": modality,
+            "params": params,
+            "features": hashlib.sha256(features.tobytes()).hexdigest(),
+        }
         sources.append((key, lambda f=features: fit_rqvae(f, params, config["device"], show_progress)))
     return sources
 
@@ -153,6 +187,10 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
             pass
     codes = np.concatenate([np.asarray(build()) for _, build in sources], axis=1)
     stats = code_statistics(codes, int(codes.max()) + 1)
-    write_semantic_id_file(out, item_tokens, deduplicate(codes), {"cache_key": key, "stats": stats, **key_parts})
-    getLogger().info(f"{kind.upper()} semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})")
+    write_semantic_id_file(
+        out, item_tokens, deduplicate(codes), {"cache_key": key, "stats": stats, **key_parts}
+    )
+    getLogger().info(
+        f"{kind.upper()} semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})"
+    )
     return out, key, stats

@@ -63,7 +63,9 @@ def tokenizer_features(config):
 
     dataset = MultiModalSequentialDataset(config)
     if not dataset.modalities:
-        raise DataError(f"dataset '{config['dataset']}' lists no modalities; the BBQ tokenizer needs at least one")
+        raise DataError(
+            f"dataset '{config['dataset']}' lists no modalities; the BBQ tokenizer needs at least one"
+        )
     features = {m: dataset.item_features[m][1:].numpy() for m in dataset.modalities}
     return dataset, list(dataset.item_tokens())[1:], features
 
@@ -167,7 +169,9 @@ def format_statistics(stats):
         lines.append(f"level {level} perplexity: {stats[f'level{level}_perplexity']:.2f}")
         level += 1
     lines.append(f"final CLUB estimate: {stats['club_estimate']:.4f}")
-    lines.append(f"nearest behaviour neighbour shares first code: {stats['first_code_neighbour_agreement']:.4f}")
+    lines.append(
+        f"nearest behaviour neighbour shares first code: {stats['first_code_neighbour_agreement']:.4f}"
+    )
     lines += [f"final loss {k[5:]}: {v:.4f}" for k, v in stats.items() if k.startswith("loss_")]
     lines.append(f"fit time (s): {stats['fit_seconds']:.1f}")
     return "\n".join(lines)
@@ -196,7 +200,9 @@ def run_tokenizer_stage(config, show_progress=True):
             return path, artifact["meta"]["stats"]
         except DataError as error:
             logger.warning(f"tokenizer: rebuilding unusable artifact ({error})")
-    tokenizer = BBQTokenizer(**params).fit(features, behaviour, device=config["device"], show_progress=show_progress)
+    tokenizer = BBQTokenizer(**params).fit(
+        features, behaviour, device=config["device"], show_progress=show_progress
+    )
     encoded = tokenizer.encode(features, behaviour)
     stats = tokenizer.statistics(features, behaviour)
     meta = {"cache_key": key, "behaviour_key": behaviour_key, "params": params, "modalities": list(features)}

@@ -22,8 +22,17 @@ def _load_defaults():
 
 DEFAULTS = _load_defaults()
 MODEL_KEYS = (
-    "latent_dim", "hidden_dim", "levels", "codebook_size", "beta", "shared_codebook",
-    "fuse", "fuse_mode", "temperature", "align_modalities", "dropout",
+    "latent_dim",
+    "hidden_dim",
+    "levels",
+    "codebook_size",
+    "beta",
+    "shared_codebook",
+    "fuse",
+    "fuse_mode",
+    "temperature",
+    "align_modalities",
+    "dropout",
 )
 
 
@@ -135,7 +144,9 @@ class BBQTokenizer:
             model.train()
             totals = {}
             for batch in torch.randperm(n, generator=generator).split(p["batch_size"]):
-                losses = self._step(model, optimizer, club_optimizer, {m: v[batch] for m, v in x.items()}, b[batch])
+                losses = self._step(
+                    model, optimizer, club_optimizer, {m: v[batch] for m, v in x.items()}, b[batch]
+                )
                 for key, value in losses.items():
                     totals[key] = totals.get(key, 0.0) + value * len(batch) / n
             if p["reseed_dead_codes"] and epoch < p["epochs"] - 1:

@@ -82,20 +82,30 @@ class BBQRec(GenerativeRecommender):
             logits = sequence @ self.item_representations()[1:].T / self.s2i_temperature
             return F.cross_entropy(logits, targets - 1)
         logits = sequence @ self.item_representations(targets).T / self.s2i_temperature
-        same_item = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(len(targets), dtype=torch.bool, device=targets.device)
-        return F.cross_entropy(logits.masked_fill(same_item, float("-inf")), torch.arange(len(targets), device=targets.device))
+        same_item = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(
+            len(targets), dtype=torch.bool, device=targets.device
+        )
+        return F.cross_entropy(
+            logits.masked_fill(same_item, float("-inf")), torch.arange(len(targets), device=targets.device)
+        )
 
     def calculate_loss(self, interaction):
         memory, memory_mask, _ = self.encode(interaction)
         targets = interaction[self.POS_ITEM_ID]
         loss = self.generation_loss(memory, memory_mask, targets)
         if self.s2i_weight > 0:
-            loss = loss + self.s2i_weight * self.s2i_loss(self.sequence_representation(memory, memory_mask), targets)
+            loss = loss + self.s2i_weight * self.s2i_loss(
+                self.sequence_representation(memory, memory_mask), targets
+            )
         return loss
 
     def dense_scores(self, memory, memory_mask):
         """s2i scores of every item ``[B, n_items]``, padding -inf."""
-        scores = self.sequence_representation(memory, memory_mask) @ self.item_representations().T / self.s2i_temperature
+        scores = (
+            self.sequence_representation(memory, memory_mask)
+            @ self.item_representations().T
+            / self.s2i_temperature
+        )
         scores[:, 0] = float("-inf")
         return scores
 
