@@ -39,9 +39,9 @@ def build_parser():
     parser.add_argument(
         "--stage",
         default="train",
-        choices=["features", "behavior", "tokenize", "train"],
+        choices=["features", "behaviour", "behavior", "tokenize", "train"],
         help="run --model's pipeline up to this stage (default: train, i.e. everything); "
-        "features/behavior/tokenize exist for the models that need them (BBQRec, BBQSASRec: all "
+        "features/behaviour (alias behavior)/tokenize exist for the models that need them (BBQRec, BBQSASRec: all "
         "three; TIGER, MMTIGER: features, tokenize; UniSRec: features)",
     )
     parser.add_argument(

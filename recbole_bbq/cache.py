@@ -197,7 +197,7 @@ def tiger_artifacts(config, kind):
 def used_artifacts(dataset, config_file_list=None, config_dict=None):
     """The artifacts that the semantic-ID models need under the current config files.
 
-    Every model of :data:`recbole_bbq.pipeline.SEMANTIC_ID_MODELS` gets the config that its
+    Every plugin model with a ``semantic_ids`` trait gets the config that its
     pipeline stages would use; keys are computed as the stages compute them, but nothing is
     trained or encoded. A model whose inputs are not available (no feature file, no modalities)
     protects its kinds instead, so nothing of them is pruned.
@@ -205,10 +205,15 @@ def used_artifacts(dataset, config_file_list=None, config_dict=None):
     Returns:
         ArtifactUse: The dataset folder, the artifact paths in use and the protected kinds.
     """
-    from recbole_bbq.pipeline import SEMANTIC_ID_MODELS, stage_config
+    from recbole_bbq.model.traits import model_traits
+    from recbole_bbq.pipeline import stage_config
+    from recbole_bbq.utils import plugin_model_names
 
     use = ArtifactUse()
-    for model, kind in SEMANTIC_ID_MODELS.items():
+    for model in plugin_model_names():
+        kind = model_traits(model).semantic_ids
+        if kind is None:
+            continue
         config = stage_config(dataset, config_file_list, config_dict, model=model)
         use.data_dir = config["data_path"]
         kinds = ("behaviour", "bbq") if kind == "bbq" else (kind,)

@@ -12,19 +12,19 @@ from recbole_bbq import compat  # noqa: F401  (before recbole)
 from recbole.utils import init_seed
 
 from recbole_bbq.errors import ConfigError, UnknownModelError
+from recbole_bbq.model.traits import model_traits
 from recbole_bbq.resources import property_file
 
-STAGES = ("features", "behavior", "tokenize", "train")
-# Models whose dataset needs semantic IDs, and the tokenizer that makes them.
-SEMANTIC_ID_MODELS = {"BBQRec": "bbq", "BBQSASRec": "bbq", "TIGER": "tiger", "MMTIGER": "mmtiger"}
-# The stages before training of each model; every other model trains on the interactions alone.
-MODEL_STAGES = {
-    "BBQRec": ("features", "behavior", "tokenize"),
-    "BBQSASRec": ("features", "behavior", "tokenize"),
-    "TIGER": ("features", "tokenize"),  # RQ-VAE over one content vector (or published codes)
-    "MMTIGER": ("features", "tokenize"),  # one RQ-VAE per modality
-    "UniSRec": ("features",),  # frozen text vectors
-}
+STAGES = ("features", "behaviour", "tokenize", "train")
+# American spelling accepted on the command line and in run_stage.
+STAGE_ALIASES = {"behavior": "behaviour"}
+
+
+def model_stages(model):
+    """The stages before training of ``model`` (its traits, :mod:`recbole_bbq.model.traits`)."""
+    from recbole_bbq.model.traits import model_traits
+
+    return model_traits(model).stages
 
 
 def check_model_name(model):
@@ -46,12 +46,15 @@ def check_model_name(model):
 
 def check_stage_for_model(stage, model):
     """Refuse a stage that ``model`` does not have, naming the stages it has."""
+    from recbole_bbq.utils import plugin_model_names
+
     check_model_name(model)
-    stages = MODEL_STAGES.get(model)
+    stages = model_stages(model)
     if not stages:
+        with_stages = [name for name in plugin_model_names() if model_stages(name)]
         raise ConfigError(
             f"{model} has no '{stage}' stage: it trains on the interactions alone, with no features, "
-            f"behaviour vectors or semantic IDs (drop --stage; models with stages: {', '.join(MODEL_STAGES)})"
+            f"behaviour vectors or semantic IDs (drop --stage; models with stages: {', '.join(with_stages)})"
         )
     if stage not in stages:
         raise ConfigError(f"{model} has no '{stage}' stage; its stages are: {', '.join(stages)}")
@@ -103,12 +106,12 @@ def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_prog
     """Run ``model``'s ``stage`` (and the stages it needs) and return the text to print.
 
     Args:
-        stage (str): ``features``, ``behavior`` or ``tokenize``.
+        stage (str): ``features``, ``behaviour`` (alias ``behavior``) or ``tokenize``.
         dataset (str): Dataset name.
         config_file_list (list[str], optional): YAML files.
         config_dict (dict, optional): Overrides.
         show_progress (bool): Show progress bars.
-        model (str, optional): The model the stages are for (:data:`MODEL_STAGES`): its
+        model (str, optional): The model the stages are for (its traits' ``stages``): its
             tokenizer runs at ``tokenize`` (BBQ for BBQRec/BBQSASRec, RQ-VAE for TIGER/MMTIGER),
             and its YAML (and its budget on this dataset) shapes the stage settings, as in
             training. None runs the BBQ stages.
@@ -121,6 +124,7 @@ def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_prog
         ConfigError: ``model`` has no such stage, or a config key is invalid (checked before
             any stage runs).
     """
+    stage = STAGE_ALIASES.get(stage, stage)
     if stage not in STAGES[:-1]:
         raise ConfigError(f"--stage must be one of {list(STAGES)}, got '{stage}'")
     if model is not None:
@@ -133,18 +137,18 @@ def run_stage(stage, dataset, config_file_list=None, config_dict=None, show_prog
     show_progress = show_progress and config["show_progress"]
     if stage == "features":
         return run_features_stage(config)
-    if stage == "behavior":
+    if stage == "behaviour":
         from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
 
         behaviour = behaviour_embeddings(config, show_progress=show_progress)
         return f"behaviour vectors: {behaviour.features.shape} in {behaviour.path}"
-    kind = SEMANTIC_ID_MODELS.get(model, "bbq")
+    kind = model_traits(model).semantic_ids if model else "bbq"
     path, _, stats = build_semantic_ids(kind, config, show_progress)
     return f"semantic IDs: {path}\n{format_tokenizer_statistics(kind, stats)}"
 
 
 def build_semantic_ids(kind, config, show_progress=True):
-    """Run (or reuse) the tokenizer ``kind`` of :data:`SEMANTIC_ID_MODELS` on a stage config.
+    """Run (or reuse) the tokenizer ``kind`` (a model's ``semantic_ids`` trait) on a stage config.
 
     Returns:
         tuple[str, str, dict]: The semantic-ID file, its cache key and its statistics.
@@ -182,10 +186,10 @@ def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None
     given, checked against their ``semantic_ids_key`` if any; it is never replaced.
 
     Returns:
-        dict: ``semantic_ids_file`` and ``semantic_ids_key`` for models in
-        :data:`SEMANTIC_ID_MODELS`; empty for any other model or when the user set the file.
+        dict: ``semantic_ids_file`` and ``semantic_ids_key`` for models with a ``semantic_ids``
+        trait; empty for any other model or when the user set the file.
     """
-    kind = SEMANTIC_ID_MODELS.get(model)
+    kind = model_traits(model).semantic_ids
     if kind is None:
         return {}
     if model_config(model, dataset, config_file_list, config_dict)["semantic_ids_file"]:

@@ -101,8 +101,9 @@ def get_model(model_name):
 def create_dataset(config):
     """Build the dataset for ``config['model']``.
 
-    Lookup order: a ``<Model>Dataset`` exported by :mod:`recbole_bbq.data`; a ``<Model>Dataset``
-    of RecBole; :class:`recbole_bbq.data.SequentialDataset` for sequential models (it fixes
+    Lookup order: :class:`recbole_bbq.data.MultiModalSequentialDataset` for models whose traits
+    (:mod:`recbole_bbq.model.traits`) need item features or semantic IDs; a ``<Model>Dataset``
+    of RecBole; :class:`recbole_bbq.data.SequentialDataset` for other sequential models (it fixes
     history truncation of benchmark files); RecBole's default otherwise. Embedded datasets
     (ml-100k) are copied into ``data_path`` first when missing.
 
@@ -112,15 +113,16 @@ def create_dataset(config):
     Returns:
         Dataset: The filtered dataset.
     """
-    data_module = importlib.import_module("recbole_bbq.data")
-    data_module.ensure_embedded_dataset(config["data_path"], config["dataset"])
-    dataset_class = getattr(data_module, config["model"] + "Dataset", None)
+    from recbole_bbq import data
+    from recbole_bbq.model.traits import model_traits
+
+    data.ensure_embedded_dataset(config["data_path"], config["dataset"])
+    if model_traits(get_model(config["model"])).multimodal:
+        return data.MultiModalSequentialDataset(config)
     recbole_has_own = hasattr(importlib.import_module("recbole.data.dataset"), config["model"] + "Dataset")
-    if dataset_class is None and not recbole_has_own and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
-        dataset_class = data_module.SequentialDataset
-    if dataset_class is None:
-        return recbole_create_dataset(config)
-    return dataset_class(config)
+    if not recbole_has_own and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        return data.SequentialDataset(config)
+    return recbole_create_dataset(config)
 
 
 def data_preparation(config, dataset):

@@ -24,7 +24,8 @@ from recbole.utils import argument_list
 
 from recbole_bbq.data.features import MISSING_POLICIES
 from recbole_bbq.errors import ConfigError
-from recbole_bbq.model.generative import ITEM_POSITIONS, GenerativeRecommender
+from recbole_bbq.model.generative import ITEM_POSITIONS
+from recbole_bbq.model.traits import model_traits
 from recbole_bbq.model.sequential_recommender.bbqrec import SCORE_MODES
 from recbole_bbq.model.sequential_recommender.unisrec import ITEM_REPRS
 from recbole_bbq.resources import properties_dir
@@ -381,7 +382,7 @@ def check_sections(values, source_of, check_unknown):
 
 
 def _is_generative(model_class):
-    return isinstance(model_class, type) and issubclass(model_class, GenerativeRecommender)
+    return isinstance(model_class, type) and model_traits(model_class).generative
 
 
 def check_beam_size(values, source_of, model_class):

@@ -366,7 +366,7 @@ def test_stage_for_model_without_tokenizer(capsys, tmp_path, data_root):
 
     code, err, new_files = run_cli(capsys, tmp_path, data_root, "--model=TIGER", "--stage=behavior")
     assert code == 2
-    assert "TIGER has no 'behavior' stage; its stages are: features, tokenize" in err
+    assert "TIGER has no 'behaviour' stage; its stages are: features, tokenize" in err  # alias
     assert new_files == []
 
 

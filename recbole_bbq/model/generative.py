@@ -24,6 +24,9 @@ class GenerativeRecommender(SequentialRecommender):
     """
 
     input_type = InputType.POINTWISE
+    # Traits (recbole_bbq.model.traits); subclasses name their tokenizer in ``semantic_ids``.
+    generative = True
+    item_features = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -27,6 +27,9 @@ class BBQRec(GenerativeRecommender):
       every item) or ``fused`` (beam items first, then every other item by dense score).
     """
 
+    # Traits: see recbole_bbq.model.traits.
+    semantic_ids = "bbq"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         quantized = getattr(dataset, "item_quantized", None)

@@ -50,6 +50,10 @@ class BBQSASRec(SASRec):
             ``sim_*`` key is invalid.
     """
 
+    # Traits: see recbole_bbq.model.traits.
+    semantic_ids = "bbq"
+    item_features = True
+
     def __init__(self, config, dataset):
         # SASRec.__init__ ends with ``self.apply(self._init_weights)``; the bias is built after it
         # so its zero initialisation is kept.

@@ -13,3 +13,6 @@ class MMTIGER(TIGER):
     are TIGER's. ``semantic_ids_from`` may list published per-modality files instead
     (e.g. ``[index_lemb, index_vitemb]``), which are concatenated in that order.
     """
+
+    # Traits: see recbole_bbq.model.traits.
+    semantic_ids = "mmtiger"

@@ -11,3 +11,6 @@ class TIGER(GenerativeRecommender):
     :mod:`recbole_bbq.tokenizer.rqvae`) or from a published code file (``semantic_ids_from``).
     Ranking is a constrained beam search over the trie of valid IDs (``beam_size``).
     """
+
+    # Traits: see recbole_bbq.model.traits.
+    semantic_ids = "tiger"

@@ -123,6 +123,9 @@ class UniSRec(SASRec):
         DataError: If the text vectors do not have one row per item.
     """
 
+    # Traits: see recbole_bbq.model.traits.
+    item_features = True
+
     def __init__(self, config, dataset):
         if config["loss_type"] != "CE":
             raise ConfigError(f"UniSRec supports loss_type: CE only, got '{config['loss_type']}'")
