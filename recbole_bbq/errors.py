@@ -19,3 +19,27 @@ class DataError(RecBoleBBQError, ValueError):
 
 class CheckpointError(RecBoleBBQError):
     """A checkpoint file is missing, unreadable, refused by safe loading or cannot be saved safely."""
+
+
+# Exit status of a command that stopped on a user error (argparse uses 2 for bad usage too).
+USER_ERROR_STATUS = 2
+
+
+def exit_status(run, *args, **kwargs):
+    """Call ``run(*args, **kwargs)`` as a command line does: a user error is one line, not a traceback.
+
+    Args:
+        run (Callable[..., int | None]): The command's body; its return value is the exit status
+            (None counts as 0).
+
+    Returns:
+        int: ``run``'s status, or :data:`USER_ERROR_STATUS` after printing ``error: <message>``
+        to stderr when it raised a :class:`RecBoleBBQError`.
+    """
+    import sys
+
+    try:
+        return run(*args, **kwargs) or 0
+    except RecBoleBBQError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR_STATUS
