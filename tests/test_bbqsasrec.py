@@ -143,11 +143,11 @@ def test_bias_shape_and_identical_items_share_the_top_bucket(tmp_path, artifact)
         patched, _ = build("BBQSASRec", bbq_config(tmp_path, artifact), dataset)
     finally:
         dataset.item_quantized = original
-    assert patched.similarity_bias.buckets(torch.tensor([[1, 2]]))[0, 0, 1] == model.sim_buckets - 1
+    assert patched.similarity_bias.buckets(torch.tensor([[1, 2]]))[0, 0, 1] == model.similarity_bias.n_buckets - 1
 
     # sim_source: codes -- equal fused codes give the top bucket L (dedup level left out).
     codes = torch.tensor([[0, 0, 0], [1, 2, 3], [1, 2, 3], [1, 2, 0], [4, 2, 3]])
-    by_codes = SimilarityBias(n_heads, item_codes=codes, source="codes")
+    by_codes = SimilarityBias(n_heads, item_codes=codes)
     prefix = by_codes.buckets(torch.tensor([[1, 2, 3, 4]]))[0]
     assert prefix[0].tolist() == [3, 3, 2, 0]
 
@@ -163,3 +163,16 @@ def test_missing_artifact_is_a_config_error(tmp_path, artifact):
         build("BBQSASRec", bbq_config(tmp_path, artifact, sim_pairs=[["text", "image"]]))
     model, _ = build("BBQSASRec", tiny_config(tmp_path, sim_attention=False))  # needs no artifact
     assert model.similarity_bias is None
+
+
+@pytest.mark.parametrize("source", ["cosine", "codes"])
+def test_bbqrec_and_bbqsasrec_build_identical_buckets_from_one_artifact(tmp_path, artifact, source):
+    config = bbq_config(tmp_path, artifact, sim_source=source, n_heads=2)
+    sasrec_bias = build("BBQSASRec", config)[0].similarity_bias
+    bbqrec_bias = build("BBQRec", {**config, "d_model": 32, "d_kv": 16, "d_ff": 64})[0].similarity_bias
+    item_seq, _ = sample_batch(31)
+    assert sasrec_bias.n_buckets == bbqrec_bias.n_buckets
+    assert torch.equal(sasrec_bias.buckets(item_seq), bbqrec_bias.buckets(item_seq))
+    if source == "codes":  # the L levels without the dedup code: buckets 0..L
+        levels = create_dataset(Config("BBQRec", "tiny", config_dict=config)).item_signal_codes["fused"].shape[1]
+        assert bbqrec_bias.n_buckets == levels + 1

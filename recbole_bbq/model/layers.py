@@ -1,4 +1,5 @@
-"""Layers shared by the plugin models: the discretized similarity bias (SPEC §4)."""
+"""Layers shared by the plugin models: the discretized similarity bias and the TIGER-style
+encoder-decoder (docs/method.md, "BBQRec sequence model")."""
 
 import itertools
 
@@ -18,40 +19,46 @@ def default_similarity_pairs(modalities):
     return (cross or [[m, m] for m in modalities]) + [[BEHAVIOUR, BEHAVIOUR]]
 
 
+# The config keys of the similarity bias, all read by :meth:`SimilarityBias.from_config`.
+SIMILARITY_KEYS = ("sim_attention", "sim_buckets", "sim_source", "sim_pairs")
+
+
 class SimilarityBias(nn.Module):
     """Per-head attention bias from the discretized similarity of two items.
 
-    For history items p and q, ``sim_pq`` is the mean over the configured signal pairs
-    ``(a, b)`` of ``cos(zhat^a_p, zhat^b_q)`` (``sim_source: cosine``), bucketized into
-    ``n_buckets`` equal bins over [-1, 1]; or the number of equal leading codes of their semantic
-    IDs (``sim_source: codes``, buckets 0..L). Head h adds a learnable ``w_h[bucket]`` to the
-    attention logit between p and q. The weights start at zero, so a fresh bias is inert.
+    For history items p and q, the bucket is one of:
+
+    - vectors (``sim_source: cosine``): the mean over the signal pairs ``(a, b)`` of
+      ``cos(zhat^a_p, zhat^b_q)``, bucketized into ``n_buckets`` equal bins over [-1, 1];
+    - codes (``sim_source: codes``): how many of their semantic-ID levels agree from the first
+      level on, 0..L. The levels are the item's codes **without the dedup code** (the BBQ
+      artifact's fused codes), so there are L + 1 buckets, and two items that share every level
+      land in the top bucket whatever their dedup codes.
+
+    Head h adds a learnable ``w_h[bucket]`` to the attention logit between p and q (see
+    docs/method.md, "BBQRec sequence model"). The weights start at zero, so a fresh bias is inert.
+    Models build it with :meth:`from_config`.
 
     Args:
         n_heads (int): Attention heads.
-        n_buckets (int): Buckets of the cosine similarity.
-        item_vectors (dict[str, torch.Tensor]): ``[n_items, d]`` quantized vectors per signal
-            (row 0 = padding); needed for ``cosine``.
-        pairs (list[list[str]]): Signal pairs to average.
-        item_codes (torch.Tensor, optional): ``[n_items, L]`` semantic IDs; needed for ``codes``.
-        source (str): ``cosine`` or ``codes``.
+        n_buckets (int): Buckets of the cosine similarity (ignored for codes).
+        item_vectors (dict[str, torch.Tensor], optional): ``[n_items, d]`` quantized vectors per
+            signal (row 0 = padding); used when ``item_codes`` is None.
+        pairs (list[list[str]], optional): Signal pairs to average; None pairs every modality
+            with every other one (both directions) plus behaviour with itself.
+        item_codes (torch.Tensor, optional): ``[n_items, L]`` semantic-ID levels without the
+            dedup code; given, the bias is over codes.
     """
 
-    def __init__(self, n_heads, n_buckets=8, item_vectors=None, pairs=None, item_codes=None, source="cosine"):
+    def __init__(self, n_heads, n_buckets=8, item_vectors=None, pairs=None, item_codes=None):
         super().__init__()
-        if source not in ("cosine", "codes"):
-            raise ConfigError(f"sim_source must be 'cosine' or 'codes', got '{source}'")
-        self.source = source
-        if source == "codes":
-            if item_codes is None:
-                raise ConfigError("sim_source: codes needs semantic IDs")
+        self.source = "cosine" if item_codes is None else "codes"
+        if item_codes is not None:
             self.register_buffer("item_codes", item_codes.long())
             n_buckets = item_codes.shape[1] + 1
         else:
             item_vectors = item_vectors or {}
-            pairs = pairs or default_similarity_pairs(
-                [s for s in item_vectors if s not in (BEHAVIOUR, "fused")]
-            )
+            pairs = pairs or default_similarity_pairs([s for s in item_vectors if s not in (BEHAVIOUR, "fused")])
             missing = sorted({s for pair in pairs for s in pair} - set(item_vectors))
             if missing:
                 raise ConfigError(
@@ -64,6 +71,40 @@ class SimilarityBias(nn.Module):
         self.register_buffer("boundaries", torch.linspace(-1.0, 1.0, self.n_buckets + 1)[1:-1])
         self.weight = nn.Embedding(self.n_buckets, n_heads)
         nn.init.zeros_(self.weight.weight)
+
+    @classmethod
+    def from_config(cls, config, dataset, n_heads):
+        """The bias that a model's ``sim_*`` keys ask for, over the dataset's tokenizer artifact.
+
+        The one place that reads :data:`SIMILARITY_KEYS` and picks vectors or codes; BBQRec and
+        BBQSASRec both build their bias here, so the same artifact gives them the same buckets.
+
+        Args:
+            config (Config): Model config with the ``sim_*`` keys.
+            dataset (Dataset): Its dataset, with the artifact's ``item_quantized`` (per-signal
+                vectors) and ``item_signal_codes``/``item_semantic_ids`` attached.
+            n_heads (int): Attention heads of the model.
+
+        Returns:
+            SimilarityBias | None: None when ``sim_attention`` is off.
+
+        Raises:
+            ConfigError: A ``sim_*`` value is invalid, or the artifact lacks what
+                ``sim_source`` needs.
+        """
+        from recbole_bbq.validation import RULES, check_value
+
+        for key in SIMILARITY_KEYS:
+            check_value(key, config[key], RULES[key], "the model config")
+        if not config["sim_attention"]:
+            return None
+        if config["sim_source"] == "codes":
+            return cls(n_heads, item_codes=_similarity_codes(config, dataset))
+        vectors = getattr(dataset, "item_quantized", None) or {}
+        if not vectors:
+            has_codes = getattr(dataset, "item_semantic_ids", None) is not None
+            raise ConfigError(_missing_artifact_message(config, dataset, "quantized item vectors", has_codes))
+        return cls(n_heads, config["sim_buckets"], item_vectors=vectors, pairs=config["sim_pairs"])
 
     def buckets(self, item_seq):
         """``[B, S, S]`` bucket index of every pair of history items ``item_seq`` [B, S]."""
@@ -85,6 +126,33 @@ class SimilarityBias(nn.Module):
         if tokens_per_item > 1:
             bias = bias.repeat_interleave(tokens_per_item, dim=2).repeat_interleave(tokens_per_item, dim=3)
         return bias
+
+
+def _similarity_codes(config, dataset):
+    """``[n_items, L]`` levels for ``sim_source: codes``: the BBQ artifact's fused codes (no
+    dedup code), or the codes of a plain semantic-ID file as written."""
+    codes = (getattr(dataset, "item_signal_codes", None) or {}).get("fused")
+    codes = getattr(dataset, "item_semantic_ids", None) if codes is None else codes
+    if codes is None:
+        raise ConfigError(_missing_artifact_message(config, dataset, "semantic IDs", False))
+    return codes
+
+
+def _missing_artifact_message(config, dataset, what, plain_semantic_ids):
+    """Why the similarity bias cannot be built, and the two ways out."""
+    found = (
+        f"; the attached file {config['semantic_ids_file']} has semantic IDs but no quantized "
+        "vectors (it is not a BBQ tokenizer artifact; use sim_source: codes or a tokenizer artifact)"
+        if plain_semantic_ids
+        else ""
+    )
+    model = config["model"]
+    return (
+        f"{model} with sim_attention: true and sim_source: {config['sim_source']} needs the {what} "
+        f"of a BBQ tokenizer artifact attached to dataset '{dataset.dataset_name}'{found}. "
+        f"Run the tokenizer stage (run_recbole_bbq.py --model={model} --stage=tokenize) and set "
+        "semantic_ids_file to the artifact it writes, or set sim_attention: false."
+    )
 
 
 class Attention(nn.Module):
@@ -162,7 +230,7 @@ class DecoderLayer(nn.Module):
 
 
 class SemanticIDSeq2Seq(nn.Module):
-    """Encoder-decoder over semantic-ID tokens (TIGER's architecture, SPEC §4).
+    """Encoder-decoder over semantic-ID tokens (TIGER's architecture; docs/method.md, "BBQRec sequence model").
 
     Each history item contributes its T code tokens (one embedding table per level, plus a
     padding token), with item-position and level embeddings. The decoder starts from a learned

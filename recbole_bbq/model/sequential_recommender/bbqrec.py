@@ -41,16 +41,7 @@ class BBQRec(GenerativeRecommender):
         self.score_mode = config["score_mode"]
         if self.score_mode not in SCORE_MODES:
             raise ConfigError(f"score_mode must be one of {SCORE_MODES}, got '{self.score_mode}'")
-        self.similarity_bias = None
-        if config["sim_attention"]:
-            self.similarity_bias = SimilarityBias(
-                config["n_heads"],
-                config["sim_buckets"],
-                item_vectors={s: v for s, v in quantized.items() if s != "fused"},
-                pairs=config["sim_pairs"],
-                item_codes=self.item_codes,
-                source=config["sim_source"],
-            )
+        self.similarity_bias = SimilarityBias.from_config(config, dataset, config["n_heads"])
         signals = sorted(s for s in quantized if s != "fused")
         self.register_buffer("item_content", torch.cat([quantized[s] for s in signals], dim=1).float())
         d_model = config["d_model"]

@@ -4,7 +4,7 @@
 BBQSASRec
 ################################################
 
-RecBole's SASRec with the bucketed item-similarity bias of BBQRec (SPEC §4) added to the
+RecBole's SASRec with the bucketed item-similarity bias of BBQRec (docs/method.md, "BBQRec sequence model") added to the
 logits of its self-attention. The backbone is RecBole's ``SASRec`` unchanged: the bias is an
 additive per-head float tensor summed into the attention mask, which RecBole's
 ``MultiHeadAttention`` already adds to the attention scores. It tests whether the similarity
@@ -17,7 +17,6 @@ Reference:
 
 from recbole.model.sequential_recommender.sasrec import SASRec
 
-from recbole_bbq.errors import ConfigError
 from recbole_bbq.model.layers import SimilarityBias
 
 
@@ -36,7 +35,8 @@ class BBQSASRec(SASRec):
 
     * ``sim_attention`` (bool): add the bias; ``False`` is plain SASRec (no bias module).
     * ``sim_buckets`` (int): buckets of the cosine similarity over [-1, 1].
-    * ``sim_source`` (str): ``cosine`` (quantized vectors) or ``codes`` (common code prefix).
+    * ``sim_source`` (str): ``cosine`` (quantized vectors) or ``codes`` (common prefix of the
+      semantic-ID levels, without the dedup code).
     * ``sim_pairs`` (list | None): ``[signal, signal]`` pairs averaged by ``cosine``; ``None``
       means the cross-modal pairs plus ``[behaviour, behaviour]``.
 
@@ -59,78 +59,8 @@ class BBQSASRec(SASRec):
         # so its zero initialisation is kept.
         super(BBQSASRec, self).__init__(config, dataset)
 
-        # load parameters info
-        self.sim_attention = bool(config["sim_attention"])
-        self.sim_buckets = config["sim_buckets"]
-        self.sim_source = config["sim_source"]
-        self.sim_pairs = config["sim_pairs"]
-
-        # define layers
-        self.similarity_bias = None
-        if self.sim_attention:
-            self.similarity_bias = self._build_similarity_bias(config, dataset)
-
-    def _build_similarity_bias(self, config, dataset):
-        """The :class:`SimilarityBias` over the dataset's attached tokenizer artifact."""
-        if self.sim_source not in ("cosine", "codes"):
-            raise ConfigError(f"sim_source must be 'cosine' or 'codes', got '{self.sim_source}'")
-        buckets = self.sim_buckets
-        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-            raise ConfigError(f"sim_buckets must be a positive integer, got {self.sim_buckets!r}")
-        pairs = self._checked_pairs(self.sim_pairs)
-
-        item_quantized = getattr(dataset, "item_quantized", None) or {}
-        semantic_ids = getattr(dataset, "item_semantic_ids", None)
-        if self.sim_source == "cosine" and not item_quantized:
-            raise ConfigError(self._missing_artifact_message(config, dataset, semantic_ids is not None))
-        if self.sim_source == "codes" and semantic_ids is None:
-            raise ConfigError(self._missing_artifact_message(config, dataset, False))
-
-        item_codes = None
-        if self.sim_source == "codes":
-            # Prefer the fused codes without the dedup level (buckets 0..L); a plain semantic-ID
-            # file has only ``item_semantic_ids``.
-            item_codes = (getattr(dataset, "item_signal_codes", None) or {}).get("fused", semantic_ids)
-        return SimilarityBias(
-            n_heads=self.n_heads,
-            n_buckets=self.sim_buckets,
-            item_vectors=item_quantized,
-            pairs=pairs,
-            item_codes=item_codes,
-            source=self.sim_source,
-        )
-
-    @staticmethod
-    def _checked_pairs(pairs):
-        """``sim_pairs`` as a list of ``[signal, signal]`` lists, or None for the default pairs."""
-        if pairs is None:
-            return None
-        if not isinstance(pairs, (list, tuple)) or not pairs:
-            raise ConfigError(
-                f"sim_pairs must be a non-empty list of [signal, signal] pairs or ~, got {pairs!r}"
-            )
-        for pair in pairs:
-            is_pair = isinstance(pair, (list, tuple)) and len(pair) == 2
-            if not (is_pair and all(isinstance(signal, str) for signal in pair)):
-                raise ConfigError(
-                    f"sim_pairs entries must be [signal, signal] pairs, got {pair!r} in {pairs!r}"
-                )
-        return [list(pair) for pair in pairs]
-
-    def _missing_artifact_message(self, config, dataset, plain_semantic_ids):
-        what = "quantized item vectors" if self.sim_source == "cosine" else "semantic IDs"
-        found = (
-            f"; the attached file {config['semantic_ids_file']} has semantic IDs but no quantized "
-            "vectors (it is not a BBQ tokenizer artifact; use sim_source: codes or a tokenizer artifact)"
-            if plain_semantic_ids
-            else ""
-        )
-        return (
-            f"BBQSASRec with sim_attention: true and sim_source: {self.sim_source} needs the {what} "
-            f"of a BBQ tokenizer artifact attached to dataset '{dataset.dataset_name}'{found}. "
-            "Run the tokenizer stage (recbole_bbq.tokenizer.stage.run_tokenizer_stage) and set "
-            "semantic_ids_file to the artifact it writes, or set sim_attention: false for plain SASRec."
-        )
+        # define layers (None when sim_attention is off: plain SASRec)
+        self.similarity_bias = SimilarityBias.from_config(config, dataset, self.n_heads)
 
     def get_attention_mask(self, item_seq, bidirectional=False):
         """SASRec's additive mask ``[B, 1, S, S]`` plus the similarity bias ``[B, H, S, S]``.
