@@ -7,8 +7,6 @@ own config is built (and so validated) before any stage runs.
 
 import os
 
-from recbole_bbq import compat  # noqa: F401  (before recbole)
-
 from recbole.utils import init_seed
 
 from recbole_bbq.errors import ConfigError, UnknownModelError

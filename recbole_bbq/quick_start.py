@@ -5,13 +5,9 @@ Mirrors ``recbole.quick_start`` without importing it (it imports ray at import t
 
 import gc
 import logging
-import sys
 from logging import getLogger
 
 import torch.distributed as dist
-
-from recbole_bbq import compat  # noqa: F401  (before recbole)
-
 from recbole.utils import init_seed, set_color
 
 from recbole_bbq.config import Config
@@ -75,7 +71,6 @@ def run_recbole_bbq(
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
-    logger.info(sys.argv)
     logger.info(config)
     distributed = not config["single_spec"] and dist.is_initialized()
     try:

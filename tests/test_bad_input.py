@@ -50,6 +50,7 @@ from conftest import REPO_DIR, TEST_DATA, tiny_config
 
 import run_recbole_bbq
 from recbole_bbq import quick_start
+from recbole_bbq.checkpoint import pack_other_parameter, unpack_other_parameter
 from recbole_bbq.config import Config
 from recbole_bbq.data import encoding, text_encoder
 from recbole_bbq.data.features import feature_path, read_feature_file, write_feature_file
@@ -59,8 +60,6 @@ from recbole_bbq.quick_start import objective_function
 from recbole_bbq.trainer import (
     RecBoleTrainer,
     Trainer,
-    _pack_other_parameter,
-    _unpack_other_parameter,
     load_checkpoint,
 )
 from recbole_bbq.utils import create_dataset
@@ -75,7 +74,6 @@ import encode_images  # noqa: E402
 import encode_text  # noqa: E402
 import lcrec  # noqa: E402
 import unisrec  # noqa: E402
-
 
 # -----------------------------------------------------------------------------------------------
 # Checkpoints (row 1)
@@ -251,8 +249,8 @@ def test_other_parameter_arrays_round_trip_weights_only(tmp_path):
         "max_cnt": None,
         "embedding_layer": torch.nn.Linear(2, 2),  # a submodule: saved with the state dict
     }
-    torch.save(_pack_other_parameter(other), tmp_path / "other.pth")
-    loaded = _unpack_other_parameter(torch.load(tmp_path / "other.pth", weights_only=True))
+    torch.save(pack_other_parameter(other), tmp_path / "other.pth")
+    loaded = unpack_other_parameter(torch.load(tmp_path / "other.pth", weights_only=True))
     assert set(loaded) == set(other) - {"embedding_layer"}
     assert np.array_equal(loaded["item_similarity"], other["item_similarity"])
     assert loaded["item_similarity"].dtype == np.float32
@@ -264,7 +262,7 @@ def test_other_parameter_arrays_round_trip_weights_only(tmp_path):
 
 def test_unsupported_other_parameter_is_refused_when_saving():
     with pytest.raises(CheckpointError, match="'matcher'"):
-        _pack_other_parameter({"matcher": object()})
+        pack_other_parameter({"matcher": object()})
 
 
 # -----------------------------------------------------------------------------------------------

@@ -94,7 +94,6 @@ class SemanticIDTrie(nn.Module):
         num_prefixes (list[int]): Distinct prefixes per level ``0..T`` (``num_prefixes[0] == 1``,
             ``num_prefixes[T] == num_valid_items``).
         leaf_item (torch.Tensor): ``[num_valid_items]`` item id of every full path.
-        item_codes (torch.Tensor): The ``[n_items, T]`` codes the trie was built from.
 
     Raises:
         ConfigError: On a malformed matrix, bad vocab sizes, a negative code, a code >= its
@@ -109,7 +108,6 @@ class SemanticIDTrie(nn.Module):
         self.num_items = codes.shape[0]
         self.num_valid_items = self.num_items - 1
         _check_code_range(codes, self.vocab_sizes)
-        self.register_buffer("item_codes", codes.clone(), persistent=False)
         self.num_prefixes = [1]
         prefix = torch.zeros(self.num_valid_items, dtype=torch.long, device=codes.device)
         for level in range(self.num_levels):
