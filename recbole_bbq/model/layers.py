@@ -58,7 +58,9 @@ class SimilarityBias(nn.Module):
             n_buckets = item_codes.shape[1] + 1
         else:
             item_vectors = item_vectors or {}
-            pairs = pairs or default_similarity_pairs([s for s in item_vectors if s not in (BEHAVIOUR, "fused")])
+            pairs = pairs or default_similarity_pairs(
+                [s for s in item_vectors if s not in (BEHAVIOUR, "fused")]
+            )
             missing = sorted({s for pair in pairs for s in pair} - set(item_vectors))
             if missing:
                 raise ConfigError(
@@ -230,7 +232,8 @@ class DecoderLayer(nn.Module):
 
 
 class SemanticIDSeq2Seq(nn.Module):
-    """Encoder-decoder over semantic-ID tokens (TIGER's architecture; docs/method.md, "BBQRec sequence model").
+    """Encoder-decoder over semantic-ID tokens: TIGER's architecture (docs/method.md, "BBQRec
+    sequence model").
 
     Each history item contributes its T code tokens (one embedding table per level, plus a
     padding token), with item-position and level embeddings. The decoder starts from a learned

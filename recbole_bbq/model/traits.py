@@ -49,4 +49,9 @@ def model_traits(model):
 
         model = get_model(model)
     defaults = ModelTraits()
-    return ModelTraits(**{name: getattr(model, name, getattr(defaults, name)) for name in ("semantic_ids", "item_features", "generative")})
+    return ModelTraits(
+        **{
+            name: getattr(model, name, getattr(defaults, name))
+            for name in ("semantic_ids", "item_features", "generative")
+        }
+    )

@@ -4,11 +4,11 @@
 BBQSASRec
 ################################################
 
-RecBole's SASRec with the bucketed item-similarity bias of BBQRec (docs/method.md, "BBQRec sequence model") added to the
-logits of its self-attention. The backbone is RecBole's ``SASRec`` unchanged: the bias is an
-additive per-head float tensor summed into the attention mask, which RecBole's
-``MultiHeadAttention`` already adds to the attention scores. It tests whether the similarity
-re-weighting helps without touching the backbone ("non-invasive").
+RecBole's SASRec with the bucketed item-similarity bias of BBQRec (docs/method.md, "BBQRec
+sequence model") added to the logits of its self-attention. The backbone is RecBole's
+``SASRec`` unchanged: the bias is an additive per-head float tensor summed into the attention
+mask, which RecBole's ``MultiHeadAttention`` already adds to the attention scores. It tests
+whether the similarity re-weighting helps without touching the backbone ("non-invasive").
 
 Reference:
     Wang-Cheng Kang et al. "Self-Attentive Sequential Recommendation." in ICDM 2018.
