@@ -28,7 +28,7 @@ PUBLISHED = {
     "TIGER": {"ndcg@10": 0.0950},
     "MQL4GRec": {"ndcg@10": 0.0997},
 }
-# Measured bar under this protocol (SPEC §9), for models the paper does not report.
+# Bar measured earlier under this protocol, for models the paper does not report.
 MEASURED_BAR = {"SASRec": ".0735/.0746", "GRU4Rec": ".078/.080", "BERT4Rec": ">= .090 (valid)"}
 
 

@@ -1,4 +1,4 @@
-"""Stage runner: features -> behaviour vectors -> tokenizer -> training (SPEC §2).
+"""Stage runner: features -> behaviour vectors -> tokenizer -> training (docs/method.md, "Pipeline").
 
 Each stage reuses its cached artifact when its inputs and config are unchanged, and runs the
 stages it depends on first. ``--stage=train`` (the default) trains the model itself. The model's
