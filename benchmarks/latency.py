@@ -17,14 +17,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import device_name, ensure_dataset, median, timed  # noqa: E402
+import recbole_bbq.compat  # noqa: E402,F401  (before recbole)
 
-import recbole_bbq  # noqa: E402,F401  (compat first)
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_bbq.config import Config  # noqa: E402
 from recbole_bbq.pipeline import prepare_semantic_ids  # noqa: E402
 from recbole_bbq.utils import create_dataset, data_preparation, get_model  # noqa: E402
+
+from _bench import device_name, ensure_dataset, median, timed  # noqa: E402
 
 MODELS = ["TIGER", "BBQRec"]
 
@@ -85,7 +86,8 @@ def main(argv=None):
         rows[name] = (median(single), float(np.percentile(single, 90)), median(full), len(batch))
     print(f"\nbeam inference, {args.dataset}, beam {model.beam_size}, {device_name(args.device)}")
     print(
-        f"{'model':<8} {'1 user ms (median)':>19} {'p90 ms':>8} {f'{rows[name][3]} users ms':>15} {'users/s':>9}"
+        f"{'model':<8} {'1 user ms (median)':>19} {'p90 ms':>8} "
+        f"{f'{rows[name][3]} users ms':>15} {'users/s':>9}"
     )
     for name, (one, p90, full, n) in rows.items():
         print(f"{name:<8} {one * 1e3:>19.1f} {p90 * 1e3:>8.1f} {full * 1e3:>15.1f} {n / full:>9.0f}")

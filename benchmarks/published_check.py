@@ -69,7 +69,8 @@ def main(argv=None):
         shown = f"{published:.4f}" if published else MEASURED_BAR.get(model, "-")
         ratio = f"{ndcg / published:.2f}" if published else ""
         print(
-            f"{model:<10} {ndcg:>9.4f} {shown:>10} {ratio:>6} {recall:>10.4f}  {run_budgets(args.results, model)}"
+            f"{model:<10} {ndcg:>9.4f} {shown:>10} {ratio:>6} {recall:>10.4f}  "
+            f"{run_budgets(args.results, model)}"
         )
     print(
         f"{'MQL4GRec':<10} {'':>9} {PUBLISHED['MQL4GRec']['ndcg@10']:>10.4f}  (published; not reimplemented)"

@@ -15,14 +15,15 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import ensure_dataset, median, timed  # noqa: E402
+import recbole_bbq.compat  # noqa: E402,F401  (before recbole)
 
-import recbole_bbq  # noqa: E402,F401  (compat first)
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_bbq.config import Config  # noqa: E402
 from recbole_bbq.pipeline import prepare_semantic_ids  # noqa: E402
 from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer  # noqa: E402
+
+from _bench import ensure_dataset, median, timed  # noqa: E402
 
 MODELS = ["SASRec", "TIGER", "BBQRec", "BBQSASRec"]
 

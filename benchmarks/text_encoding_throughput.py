@@ -11,7 +11,8 @@ import json
 import os
 import time
 
-import recbole_bbq  # noqa: F401  (compatibility fixes first)
+import recbole_bbq.compat  # noqa: F401  (before recbole)
+
 from recbole_bbq.data.text_encoder import encode_texts
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

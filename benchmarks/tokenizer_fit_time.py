@@ -9,18 +9,19 @@ import argparse
 import os
 import time
 
+import recbole_bbq.compat  # noqa: F401  (before recbole)
+
 import numpy as np
 
-import recbole_bbq  # noqa: F401  (compat first)
 from recbole_bbq.tokenizer.tokenizer import BBQTokenizer
 
 SCIENTIFIC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "amazon_scientific_mm")
 
 
 def scientific_inputs():
-    read = lambda suffix: np.fromfile(os.path.join(SCIENTIFIC, f"Scientific.{suffix}"), np.float32).reshape(
-        -1, 512
-    )
+    def read(suffix):
+        return np.fromfile(os.path.join(SCIENTIFIC, f"Scientific.{suffix}"), np.float32).reshape(-1, 512)
+
     features = {"text": read("feat1CLS"), "image": read("feat3CLS")}
     return features, np.random.default_rng(0).normal(size=(1585, 64)).astype(np.float32)
 

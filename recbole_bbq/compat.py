@@ -72,8 +72,8 @@ def patch_torchvision_meta_registrations():
 
 def disable_recbole_anomaly_detection():
     """Import RecBole's model packages, then undo SINE's process-wide anomaly detection."""
-    import torch
     import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's module code)
+    import torch
 
     torch.autograd.set_detect_anomaly(False)
 

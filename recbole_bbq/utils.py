@@ -6,8 +6,6 @@ import inspect
 import os
 import pkgutil
 
-from recbole_bbq import compat  # noqa: F401  (before recbole)
-
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.model.abstract_recommender import AbstractRecommender
@@ -15,6 +13,7 @@ from recbole.utils import ModelType
 from recbole.utils import get_trainer as recbole_get_trainer
 from recbole.utils import init_logger as recbole_init_logger
 
+from recbole_bbq import compat  # noqa: F401  (before recbole)
 from recbole_bbq.errors import UnknownModelError
 
 compat.disable_recbole_anomaly_detection()

@@ -19,15 +19,14 @@ from typing import Callable, NamedTuple
 
 import recbole
 import yaml
-from recbole.utils import ModelType
-from recbole.utils import argument_list
+from recbole.utils import ModelType, argument_list
 
 from recbole_bbq.data.features import MISSING_POLICIES
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.model.generative import ITEM_POSITIONS
-from recbole_bbq.model.traits import model_traits
 from recbole_bbq.model.sequential_recommender.bbqrec import SCORE_MODES
 from recbole_bbq.model.sequential_recommender.unisrec import ITEM_REPRS
+from recbole_bbq.model.traits import model_traits
 from recbole_bbq.resources import properties_dir
 from recbole_bbq.schedule import SCHEDULES
 from recbole_bbq.trainer import AMP_DTYPES
@@ -413,10 +412,14 @@ def check_negative_sampling(values, source_of, model_class):
     if values.get("MODEL_TYPE") != ModelType.SEQUENTIAL or hasattr(model_class, "input_type"):
         return
     loss_type, negatives = values.get("loss_type"), values.get("train_neg_sample_args")
-    where = f"loss_type from {source_of('loss_type')}, train_neg_sample_args from {source_of('train_neg_sample_args')}"
+    where = (
+        f"loss_type from {source_of('loss_type')}, "
+        f"train_neg_sample_args from {source_of('train_neg_sample_args')}"
+    )
     if loss_type == "CE" and _samples_negatives(negatives):
         raise ConfigError(
-            f"train_neg_sample_args must be ~ with loss_type: CE (CE scores every item), got {negatives!r} ({where})"
+            f"train_neg_sample_args must be ~ with loss_type: CE (CE scores every item), "
+            f"got {negatives!r} ({where})"
         )
     if loss_type == "BPR" and not _samples_negatives(negatives):
         raise ConfigError(

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_DATA, tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.data.features import feature_path, write_feature_file
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.model.layers import SimilarityBias
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset, get_model
+
+from conftest import TEST_DATA, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,8 @@ def test_bias_shape_and_identical_items_share_the_top_bucket(tmp_path, artifact)
         patched, _ = build("BBQSASRec", bbq_config(tmp_path, artifact), dataset)
     finally:
         dataset.item_quantized = original
-    assert patched.similarity_bias.buckets(torch.tensor([[1, 2]]))[0, 0, 1] == model.similarity_bias.n_buckets - 1
+    top_bucket = model.similarity_bias.n_buckets - 1
+    assert patched.similarity_bias.buckets(torch.tensor([[1, 2]]))[0, 0, 1] == top_bucket
 
     # sim_source: codes -- equal fused codes give the top bucket L (dedup level left out).
     codes = torch.tensor([[0, 0, 0], [1, 2, 3], [1, 2, 3], [1, 2, 0], [4, 2, 3]])
@@ -174,5 +176,6 @@ def test_bbqrec_and_bbqsasrec_build_identical_buckets_from_one_artifact(tmp_path
     assert sasrec_bias.n_buckets == bbqrec_bias.n_buckets
     assert torch.equal(sasrec_bias.buckets(item_seq), bbqrec_bias.buckets(item_seq))
     if source == "codes":  # the L levels without the dedup code: buckets 0..L
-        levels = create_dataset(Config("BBQRec", "tiny", config_dict=config)).item_signal_codes["fused"].shape[1]
+        dataset = create_dataset(Config("BBQRec", "tiny", config_dict=config))
+        levels = dataset.item_signal_codes["fused"].shape[1]
         assert bbqrec_bias.n_buckets == levels + 1

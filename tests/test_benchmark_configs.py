@@ -5,9 +5,10 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO_DIR, TEST_DATA
 from recbole_bbq.config import Config
 from recbole_bbq.tokenizer.tokenizer import tokenizer_params
+
+from conftest import REPO_DIR, TEST_DATA
 
 CONFIGS = os.path.join(REPO_DIR, "benchmarks", "configs")
 

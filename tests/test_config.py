@@ -7,7 +7,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import TEST_DATA, tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.data import ensure_embedded_dataset
 from recbole_bbq.data.embedded import embedded_source_dir
@@ -15,6 +14,8 @@ from recbole_bbq.errors import UnknownModelError
 from recbole_bbq.resources import property_file
 from recbole_bbq.trainer import CompatTrainerMixin
 from recbole_bbq.utils import create_dataset, get_model, get_trainer, plugin_model_names
+
+from conftest import TEST_DATA, tiny_config
 
 
 def test_plugin_overall_defaults_apply_to_recbole_models(tmp_path):

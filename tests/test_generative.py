@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_DATA, tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.data.features import feature_path, write_feature_file
 from recbole_bbq.data.semantic_ids import read_semantic_id_file, semantic_id_path, write_semantic_id_file
@@ -15,6 +14,8 @@ from recbole_bbq.model.layers import SimilarityBias
 from recbole_bbq.pipeline import prepare_semantic_ids
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset, data_preparation, get_model
+
+from conftest import TEST_DATA, tiny_config
 
 SMALL_BACKBONE = dict(
     d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5

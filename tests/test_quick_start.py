@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from conftest import tiny_config
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.trainer import load_checkpoint
+
+from conftest import tiny_config
 
 TOPK = [5, 10, 20]
 METRICS = ["Recall", "NDCG"]

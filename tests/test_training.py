@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.data.dataloader import LengthBucketedTrainDataLoader, bucketed_order
 from recbole_bbq.errors import ConfigError
+from recbole_bbq.pipeline import prepare_semantic_ids
 from recbole_bbq.schedule import lr_multiplier, warmup_steps
 from recbole_bbq.trainer import STOP_BUDGET, STOP_EARLY, STOP_EPOCHS, Trainer
 from recbole_bbq.utils import create_dataset, data_preparation, get_model
-from recbole_bbq.pipeline import prepare_semantic_ids
+
+from conftest import tiny_config
 from test_generative import bbqrec, build, model_config, tiny_root  # noqa: F401  (fixture)
 
 

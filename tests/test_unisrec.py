@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from conftest import tiny_config
 from recbole_bbq.config import Config
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.model.sequential_recommender.unisrec import MoEAdaptorLayer, UniSRec
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset, data_preparation
+
+from conftest import tiny_config
 
 SMALL = dict(hidden_size=32, inner_size=64, n_layers=1, MAX_ITEM_LIST_LENGTH=20)
 
