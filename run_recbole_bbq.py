@@ -20,11 +20,12 @@ import argparse
 import contextlib
 import sys
 
-from recbole_bbq import compat  # noqa: F401  (before recbole)
-from recbole_bbq.errors import ConfigError, RecBoleBBQError
+from recbole_bbq.errors import ConfigError, exit_status
 
 DEFAULT_MODEL = "BBQRec"
 DEFAULT_DATASET = "ml-100k"
+# The program name of a command line run without one (sys.argv empty, e.g. an embedded interpreter).
+DEFAULT_PROGRAM = "run_recbole_bbq.py"
 
 
 def build_parser():
@@ -41,8 +42,8 @@ def build_parser():
         default="train",
         choices=["features", "behaviour", "behavior", "tokenize", "train"],
         help="run --model's pipeline up to this stage (default: train, i.e. everything); "
-        "features/behaviour (alias behavior)/tokenize exist for the models that need them (BBQRec, BBQSASRec: all "
-        "three; TIGER, MMTIGER: features, tokenize; UniSRec: features)",
+        "features/behaviour (alias behavior)/tokenize exist for the models that need them "
+        "(BBQRec, BBQSASRec: all three; TIGER, MMTIGER: features, tokenize; UniSRec: features)",
     )
     parser.add_argument(
         "--seeds",
@@ -81,7 +82,7 @@ def parse_seeds(text):
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got '{text}'")
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got '{text}'") from None
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds needs at least one seed")
     return seeds
@@ -113,6 +114,7 @@ def run_comparison_cli(args, config_file_list, argv):
         config_file_list=config_file_list,
         results_dir=args.results_dir,
         report_only=args.report_only,
+        argv=[program_name(), *argv],  # recorded in protocol.json; its --key=value options per cell
     )
     print(f"\ncomparison: {summary['markdown']}")
     print(summary["table"])
@@ -140,6 +142,11 @@ def prune_cache_cli(args, config_file_list):
     return 0
 
 
+def program_name():
+    """The name this program was started by (``sys.argv[0]``)."""
+    return sys.argv[0] if sys.argv else DEFAULT_PROGRAM
+
+
 @contextlib.contextmanager
 def command_line(argv):
     """Make ``sys.argv`` hold ``argv`` while the run lasts.
@@ -148,7 +155,7 @@ def command_line(argv):
     run, e.g. the behaviour stage's too), so ``main(argv)`` behaves exactly like the command line.
     """
     saved = sys.argv
-    sys.argv = [saved[0] if saved else "run_recbole_bbq.py", *argv]
+    sys.argv = [program_name(), *argv]
     try:
         yield
     finally:
@@ -173,33 +180,36 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args, _ = build_parser().parse_known_args(argv)
     config_file_list = args.config_files.strip().split() if args.config_files else None
+    with command_line(argv):
+        return exit_status(run_command, args, config_file_list, argv)
+
+
+def run_command(args, config_file_list, argv):
+    """Do what the parsed command line asks: prune the cache, compare, run a stage or train.
+
+    Returns:
+        int: The exit status (see :func:`main`).
+    """
     from recbole_bbq.pipeline import run_pipeline, run_stage
 
-    try:
-        with command_line(argv):
-            check_config_files(config_file_list)
-            if args.prune_cache:
-                return prune_cache_cli(args, config_file_list)
-            if is_comparison(args):
-                return run_comparison_cli(args, config_file_list, argv)
-            if args.stage != "train":
-                print(
-                    run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model)
-                )
-                return 0
-            run_pipeline(
-                args.model,
-                args.dataset,
-                config_file_list=config_file_list,
-                nproc=args.nproc,
-                world_size=args.world_size,
-                ip=args.ip,
-                port=args.port,
-                group_offset=args.group_offset,
-            )
-    except RecBoleBBQError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    check_config_files(config_file_list)
+    if args.prune_cache:
+        return prune_cache_cli(args, config_file_list)
+    if is_comparison(args):
+        return run_comparison_cli(args, config_file_list, argv)
+    if args.stage != "train":
+        print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
+        return 0
+    run_pipeline(
+        args.model,
+        args.dataset,
+        config_file_list=config_file_list,
+        nproc=args.nproc,
+        world_size=args.world_size,
+        ip=args.ip,
+        port=args.port,
+        group_offset=args.group_offset,
+    )
     return 0
 
 

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_rel
 
-from conftest import REPO_DIR, TEST_DATA, tiny_config
 import recbole_bbq.compare as compare
+import recbole_bbq.compare.runner as runner
 from recbole_bbq.compare import run_comparison
+from recbole_bbq.compare.summary import summarize
+from recbole_bbq.errors import ConfigError
+
+from conftest import REPO_DIR, TEST_DATA, tiny_config
 
 CLI = os.path.join(REPO_DIR, "run_recbole_bbq.py")
 REPORT_FILES = ("comparison.md", "comparison.csv", "comparison.png", "protocol.json")
@@ -55,24 +59,8 @@ def fake_pipeline(fail=None):
     return run
 
 
-def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, capsys):
-    returned = {}
-    real = compare.run_pipeline
-
-    def spy(model, dataset, config_file_list=None, config_dict=None, **kwargs):
-        result = real(model, dataset, config_file_list, config_dict, **kwargs)
-        returned[model, config_dict["seed"]] = result
-        return result
-
-    monkeypatch.setattr(compare, "run_pipeline", spy)
-    models, seeds, res = ["SASRec", "GRU4Rec", "NoSuchModel"], [1, 2], str(tmp_path / "res")
-    summary = run_comparison(models, "tiny", seeds, config_dict=tiny_config(tmp_path), results_dir=res)
-    out = tmp_path / "res" / "tiny"
-    assert all((out / name).is_file() for name in REPORT_FILES)
-    assert (summary["n_ok"], summary["n_failed"]) == (4, 2)
-    assert set(returned) == {(m, s) for m in models[:2] for s in seeds}
-
-    # Per-run JSON == what run_pipeline returned; CSV mean/std == those over the seeds.
+def check_runs_and_csv(out, models, seeds, returned):
+    """Per-run JSON == what run_pipeline returned; CSV mean/std == those over the seeds."""
     rows = read_csv(out / "comparison.csv")
     assert list(rows) == models
     for model in models[:2]:
@@ -94,7 +82,11 @@ def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, c
     assert failed["error"].startswith("UnknownModelError: Unknown model 'NoSuchModel'")
     assert rows["NoSuchModel"]["status"] == "failed" and rows["NoSuchModel"]["n_seeds"] == "0"
     assert rows["NoSuchModel"]["ndcg@10_mean"] == "" and "UnknownModelError" in rows["NoSuchModel"]["error"]
+    return rows
 
+
+def check_report_and_protocol(out, seeds):
+    """comparison.md ranks and marks the rows and states the protocol; protocol.json holds it."""
     report = (out / "comparison.md").read_text()
     table = report.split("## Test results")[1]
     assert table.index("| SASRec |") < table.index("| GRU4Rec |") < table.index("| NoSuchModel |")
@@ -119,10 +111,31 @@ def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, c
     )
     assert set(protocol["versions"]) == {"python", "torch", "recbole", "numpy", "recbole_bbq"}
 
+
+def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, capsys):
+    returned = {}
+    real = runner.run_pipeline
+
+    def spy(model, dataset, config_file_list=None, config_dict=None, **kwargs):
+        result = real(model, dataset, config_file_list, config_dict, **kwargs)
+        returned[model, config_dict["seed"]] = result
+        return result
+
+    monkeypatch.setattr(runner, "run_pipeline", spy)
+    models, seeds, res = ["SASRec", "GRU4Rec", "NoSuchModel"], [1, 2], str(tmp_path / "res")
+    summary = run_comparison(models, "tiny", seeds, config_dict=tiny_config(tmp_path), results_dir=res)
+    out = tmp_path / "res" / "tiny"
+    assert all((out / name).is_file() for name in REPORT_FILES)
+    assert (summary["n_ok"], summary["n_failed"]) == (4, 2)
+    assert set(returned) == {(m, s) for m in models[:2] for s in seeds}
+
+    rows = check_runs_and_csv(out, models, seeds, returned)
+    check_report_and_protocol(out, seeds)
+
     # Rerun: finished cells are skipped, the failed ones are tried again; same numbers.
     capsys.readouterr()
     fake = fake_pipeline()
-    monkeypatch.setattr(compare, "run_pipeline", fake)
+    monkeypatch.setattr(runner, "run_pipeline", fake)
     again = run_comparison(models, "tiny", seeds, config_dict=tiny_config(tmp_path), results_dir=res)
     log = capsys.readouterr().out
     assert fake.calls == []
@@ -132,7 +145,7 @@ def test_comparison_runs_every_cell_reports_and_resumes(tmp_path, monkeypatch, c
 
 def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
     fake = fake_pipeline(fail={("GRU4Rec", 3)})
-    monkeypatch.setattr(compare, "run_pipeline", fake)
+    monkeypatch.setattr(runner, "run_pipeline", fake)
     config, res = tiny_config(tmp_path), str(tmp_path / "res")
     run_comparison(
         ["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False
@@ -164,7 +177,7 @@ def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
 
     # A rerun retries only the failed cell.
     fake = fake_pipeline()
-    monkeypatch.setattr(compare, "run_pipeline", fake)
+    monkeypatch.setattr(runner, "run_pipeline", fake)
     run_comparison(
         ["GRU4Rec", "SASRec"], "tiny", [1, 2, 3], config_dict=config, results_dir=res, show_progress=False
     )
@@ -173,7 +186,7 @@ def test_partial_failure_retry_and_paired_test(tmp_path, monkeypatch):
 
 
 def test_one_seed_has_no_std_and_no_test(tmp_path, monkeypatch):
-    monkeypatch.setattr(compare, "run_pipeline", fake_pipeline())
+    monkeypatch.setattr(runner, "run_pipeline", fake_pipeline())
     summary = run_comparison(
         ["SASRec", "TIGER"],
         "tiny",
@@ -212,15 +225,9 @@ def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
             "epochs_trained": 3,
         }
 
-    monkeypatch.setattr(compare, "run_pipeline", run)
-    summary = run_comparison(
-        ["SASRec", "TIGER"],
-        "tiny",
-        [1, 2],
-        config_dict=tiny_config(tmp_path),
-        results_dir=str(tmp_path / "r"),
-        show_progress=False,
-    )
+    monkeypatch.setattr(runner, "run_pipeline", run)
+    options = dict(config_dict=tiny_config(tmp_path), results_dir=str(tmp_path / "r"), show_progress=False)
+    summary = run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], **options)
     record = read_json(tmp_path / "r" / "tiny" / "runs" / "TIGER-seed1.json")
     assert record["stop_reason"] == "time_budget" and record["epochs_trained"] == 3
     assert [p["epoch"] for p in record["valid_curve"]] == [1, 2, 3]
@@ -238,18 +245,11 @@ def test_stop_reasons_curves_and_resumable_cells(tmp_path, monkeypatch):
         path.unlink()
     again = []
     monkeypatch.setattr(
-        compare,
+        runner,
         "run_pipeline",
         lambda m, d, f=None, c=None, **k: again.append(c["checkpoint_name"]) or run(m, d, f, c),
     )
-    run_comparison(
-        ["SASRec", "TIGER"],
-        "tiny",
-        [1, 2],
-        config_dict=tiny_config(tmp_path),
-        results_dir=str(tmp_path / "r"),
-        show_progress=False,
-    )
+    run_comparison(["SASRec", "TIGER"], "tiny", [1, 2], **options)
     assert again == first  # a rerun of a cut-short cell finds its own last state
 
     settings = {"config_file_list": [str(tmp_path / "a.yaml")], "config_dict": {}, "cmd_overrides": []}
@@ -317,7 +317,7 @@ def test_variants_train_their_model_with_their_overrides(tmp_path, monkeypatch):
         seen[model, config_dict.get("n_layers")] = True
         return fake(model, dataset, config_file_list, config_dict, **kwargs)
 
-    monkeypatch.setattr(compare, "run_pipeline", run)
+    monkeypatch.setattr(runner, "run_pipeline", run)
     variants_file = tmp_path / "variants.yaml"
     variants_file.write_text("compare_variants:\n  SASRec-1layer: {model: SASRec, n_layers: 1}\n")
     summary = run_comparison(
@@ -333,13 +333,13 @@ def test_variants_train_their_model_with_their_overrides(tmp_path, monkeypatch):
     record = run_json(tmp_path / "results" / "tiny", "SASRec-1layer", 1)
     assert record["model"] == "SASRec-1layer" and record["model_class"] == "SASRec"
     assert set(read_csv(summary["csv"])) == {"SASRec", "SASRec-1layer"}
-    with pytest.raises(compare.ConfigError, match="compare_variants label 'a b'"):
+    with pytest.raises(ConfigError, match="compare_variants label 'a b'"):
         compare.load_variants(None, {"compare_variants": {"a b": {"model": "SASRec"}}})
 
 
 def test_report_only_rebuilds_tables_without_training(tmp_path, monkeypatch):
     fake = fake_pipeline()
-    monkeypatch.setattr(compare, "run_pipeline", fake)
+    monkeypatch.setattr(runner, "run_pipeline", fake)
     options = dict(config_dict=tiny_config(tmp_path), results_dir=tmp_path / "results", show_progress=False)
     run_comparison(["SASRec"], "tiny", [1, 2], **options)
     calls = len(fake.calls)
@@ -353,3 +353,72 @@ def test_report_only_rebuilds_tables_without_training(tmp_path, monkeypatch):
     summary = run_comparison(["SASRec"], "tiny", [1, 2], report_only=True, **options)
     assert read_csv(summary["csv"])["SASRec"]["status"] == "ok"
     assert "| ok; not run: seed 2 |" in open(summary["markdown"], encoding="utf-8").read()
+
+
+def test_command_line_is_passed_in_not_read_from_sys_argv(tmp_path, monkeypatch):
+    """run_comparison records the argv it is given (protocol.json, each cell's settings), never sys.argv."""
+    monkeypatch.setattr(runner, "run_pipeline", fake_pipeline())
+    monkeypatch.setattr(sys, "argv", ["/garbage/program", "garbage-argument"])
+    argv = ["run_recbole_bbq.py", "--model=SASRec", "--seeds=1", "--results_dir=r", "--learning_rate=0.01"]
+    summary = run_comparison(
+        ["SASRec"],
+        "tiny",
+        [1],
+        config_dict=tiny_config(tmp_path),
+        results_dir=str(tmp_path / "r"),
+        show_progress=False,
+        argv=argv,
+    )
+    protocol = read_json(summary["protocol"])
+    assert (
+        protocol["command"]
+        == "run_recbole_bbq.py --model=SASRec --seeds=1 --results_dir=r --learning_rate=0.01"
+    )
+    assert f"- Command: `{protocol['command']}`" in open(summary["markdown"], encoding="utf-8").read()
+    # Only the options that configure cells are stored with them (not --model, --seeds, ...).
+    record = run_json(tmp_path / "r" / "tiny", "SASRec", 1)
+    assert record["settings"]["cmd_overrides"] == ["--learning_rate=0.01"]
+    assert "garbage" not in json.dumps(protocol) + json.dumps(record["settings"])
+
+    assert compare.CommandLine.of(None).text == "" and compare.CommandLine.of(None).overrides() == []
+
+
+def ok_record(seed, ndcg, recall, valid, **extra):
+    return {
+        "status": "ok",
+        "seed": seed,
+        "test_result": {"ndcg@10": ndcg, "recall@10": recall},
+        "best_valid_score": valid,
+        **extra,
+    }
+
+
+def test_summary_mean_and_sample_std_of_hand_made_records():
+    """The pandas summary gives the known mean and sample std (ddof=1), bit for bit numpy's."""
+    records = {
+        ("A", 1): ok_record(1, 0.1, 0.5, 0.2, stop_reason="early_stopping", epochs_trained=7),
+        ("A", 2): ok_record(2, 0.2, 0.5, 0.4, stop_reason="time_budget", epochs_trained=3),
+        ("A", 3): ok_record(3, 0.3, 0.5, 0.6),
+        ("B", 1): ok_record(1, 0.25, 0.75, 0.125),
+        ("B", 2): {"status": "failed", "error": "RuntimeError: boom"},
+        ("B", 3): None,
+    }
+    a, b = summarize(["A", "B"], [1, 2, 3], records)
+
+    assert a["mean"]["ndcg@10"] == pytest.approx(0.2) and a["std"]["ndcg@10"] == pytest.approx(0.1)
+    assert a["mean"]["recall@10"] == 0.5 and a["std"]["recall@10"] == 0.0
+    assert a["mean"]["valid"] == pytest.approx(0.4) and a["std"]["valid"] == pytest.approx(0.2)
+    for metric, values in {"ndcg@10": [0.1, 0.2, 0.3], "valid": [0.2, 0.4, 0.6]}.items():
+        assert a["mean"][metric] == float(np.mean(values))
+        assert a["std"][metric] == float(np.std(values, ddof=1))
+    assert a["values"]["ndcg@10"] == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert (a["status"], a["n_seeds"], a["seeds"], a["not_run"]) == ("ok", 3, [1, 2, 3], [])
+    assert a["stop_reasons"] == ["early_stopping", "time_budget", None] and a["epochs"] == [7, 3, None]
+
+    # One seed: the value as the mean, no std; a failed and a never-run seed.
+    assert b["mean"] == {"ndcg@10": 0.25, "recall@10": 0.75, "valid": 0.125}
+    assert b["std"] == {"ndcg@10": None, "recall@10": None, "valid": None}
+    assert (b["status"], b["n_seeds"], b["error"], b["not_run"]) == ("partial", 1, "RuntimeError: boom", [3])
+
+    (nothing,) = summarize(["C"], [1], {("C", 1): None})
+    assert (nothing["status"], nothing["mean"], nothing["std"], nothing["values"]) == ("not run", {}, {}, {})
