@@ -29,8 +29,9 @@ def ensure_dataset(name, data_path):
     source = os.path.join(SHARED_DATA, folder)
     if not os.path.isdir(source):
         raise SystemExit(f"error: {source} not found (set RECBOLE_BBQ_SHARED_DATA to the shared data folder)")
-    sys.path.insert(0, os.path.join(REPO, "dataset_scripts"))
-    module = __import__(converter)
+    import importlib
+
+    module = importlib.import_module(f"recbole_bbq.converters.{converter}")
     module.convert(source, name, data_path, **options)
 
 

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from logging import getLogger
 
+from recbole_bbq.data.artifacts import KEY_CHARS
 from recbole_bbq.data.io import is_temp_file_name, stale_temp_files_in
 from recbole_bbq.errors import ConfigError, RecBoleBBQError
 
@@ -36,7 +37,7 @@ ARTIFACT_ENDINGS = {
     "tiger": (".sid.npz",),
     "mmtiger": (".sid.npz",),
 }
-_KEY = re.compile(r"^[0-9a-f]{16}$")
+_KEY = re.compile(rf"^[0-9a-f]{{{KEY_CHARS}}}$")
 
 
 def artifact_kind(file_name, dataset):
@@ -142,29 +143,21 @@ class ArtifactUse:
 def behaviour_artifact(config):
     """``(path, key)`` of the behaviour vectors ``config`` needs, without training anything.
 
-    Mirrors :func:`recbole_bbq.tokenizer.behaviour.behaviour_embeddings` up to its cache lookup.
+    The same preparation as :func:`recbole_bbq.tokenizer.behaviour.behaviour_embeddings` before
+    its cache lookup.
     """
-    from recbole_bbq.tokenizer.behaviour import (
-        behaviour_artifact_path,
-        behaviour_cache_key,
-        build_behaviour_config,
-    )
-    from recbole_bbq.utils import create_dataset, data_preparation
+    from recbole_bbq.tokenizer.behaviour import prepare_behaviour_run
 
-    behaviour_config = build_behaviour_config(config)
-    train_data, _, _ = data_preparation(behaviour_config, create_dataset(behaviour_config))
-    key = behaviour_cache_key(behaviour_config, train_data._dataset)
-    return behaviour_artifact_path(config, key), key
+    run = prepare_behaviour_run(config)
+    return run.path, run.key
 
 
 def _require_feature_files(config):
     """Raise instead of letting the dataset hook create a missing feature file (an encoder run)."""
-    from recbole_bbq.data.features import feature_path
+    from recbole_bbq.data.features import configured_feature_path
 
     for modality in config["modalities"] or []:
-        path = (config["feature_files"] or {}).get(modality) or feature_path(
-            config["data_path"], config["dataset"], modality
-        )
+        path = configured_feature_path(config, modality)
         if not os.path.isfile(path):
             raise ConfigError(f"modality '{modality}' has no feature file {path}")
 
@@ -186,11 +179,10 @@ def tiger_artifacts(config, kind):
     Uses the key of :func:`recbole_bbq.tokenizer.rqvae.tiger_semantic_ids`.
     """
     from recbole_bbq.data import SequentialDataset
-    from recbole_bbq.tokenizer.rqvae import RQVAE_DEFAULTS, _code_sources, tiger_artifact
+    from recbole_bbq.tokenizer.rqvae import code_sources, tiger_artifact
 
     item_tokens = [str(t) for t in SequentialDataset(config).field2id_token[config["ITEM_ID_FIELD"]][1:]]
-    params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
-    sources = _code_sources(config, kind, params, item_tokens, show_progress=False)
+    sources = code_sources(config, kind, item_tokens, show_progress=False)
     return [tiger_artifact(config, kind, sources, item_tokens)[0]]
 
 

@@ -69,13 +69,15 @@ def stage_config(dataset, config_file_list=None, config_dict=None, model=None):
     """Config of the stages before training.
 
     They depend only on the data and on the ``behaviour``, ``tokenizer`` and ``rqvae`` sections,
-    so the config is built for the behaviour model (SASRec) with the tokenizer defaults
-    (``properties/tokenizer/BBQ.yaml``), then ``model``'s own YAML and its budget on this dataset
-    (``properties/dataset/<dataset>/<model>.yaml``), below the user's files.
+    so the config is built for the behaviour model (SASRec) with the stage defaults
+    (``properties/tokenizer/``: ``BBQ.yaml``, ``RQVAE.yaml``, ``behaviour.yaml``), then ``model``'s
+    own YAML and its budget on this dataset (``properties/dataset/<dataset>/<model>.yaml``), below
+    the user's files. A section set in a later file replaces the default one as a whole; the
+    stages fill in its missing keys from the same defaults (:mod:`recbole_bbq.tokenizer.defaults`).
     """
     from recbole_bbq.config import Config
 
-    files = [property_file("tokenizer", "BBQ.yaml")]
+    files = [property_file("tokenizer", name) for name in ("BBQ.yaml", "RQVAE.yaml", "behaviour.yaml")]
     if model:
         candidates = (
             property_file("model", f"{model}.yaml"),

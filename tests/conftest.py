@@ -5,6 +5,7 @@ import socket
 import sys
 
 import recbole_bbq.compat  # noqa: F401  (first: numpy/torchvision fixes)
+
 import pytest
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -83,8 +84,7 @@ def scientific_slice(tmp_path_factory):
 
     Returns the data_path that holds the converted ``Scientific`` folder.
     """
-    sys.path.insert(0, os.path.join(REPO_DIR, "dataset_scripts"))
-    import unisrec
+    from recbole_bbq.converters import unisrec
 
     source = require_shared("amazon_scientific_mm")
     root = tmp_path_factory.mktemp("scientific")
@@ -97,8 +97,7 @@ def scientific_slice(tmp_path_factory):
 def instruments_slice(tmp_path_factory):
     """Instruments (MQL4GRec codes, code-derived text/image modalities), first 200 users."""
     source = require_shared("amazon_instruments_mql4grec")
-    sys.path.insert(0, os.path.join(REPO_DIR, "dataset_scripts"))
-    import lcrec
+    from recbole_bbq.converters import lcrec
 
     root = tmp_path_factory.mktemp("instruments")
     lcrec.convert(source, "Instruments", str(root), code_features="index_lemb=text,index_vitemb=image")

@@ -4,25 +4,36 @@ Each test asserts the exit code where a command runs, that the message names the
 key, value or line, and that a refused input leaves nothing new in the dataset or output folder.
 Every test builds its own small input in ``tmp_path``; none needs ../shared.
 
-| row | case | tests |
-|---|---|---|
-| 1 | crafted, truncated, foreign checkpoint files | ``test_*checkpoint*``, ``test_trust_opt_in_*`` |
-| 2 | ``--seed``, abbreviated options | ``test_seed_flag_sets_the_single_run_seed``, ``test_abbreviated_flag_is_refused`` |
-| 3 | image cache after a change of missing-image policy | ``test_image_cache_key_includes_missing_policy`` |
-| 4 | empty history in a pre-split ``.inter`` | ``test_empty_history_rejected_by_converter``, ``..._by_hook`` |
-| 5 | ``--stage`` for a model without that stage, or unknown | ``test_stage_for_*``, ``test_stage_runs_the_models_own_tokenizer`` |
-| 6 | ``epochs: -1`` | ``test_negative_epochs`` |
-| 7 | ``sim_buckets`` out of range, ``learning_rate: abc`` | ``test_sim_buckets_out_of_range``, ``test_learning_rate_not_a_number`` |
-| 8 | ``score_mode``/``sim_source``/``beam_size`` checked late | ``test_score_mode_checked_before_any_stage`` |
-| 9 | malformed or missing YAML | ``test_malformed_yaml_names_the_file``, ``test_missing_yaml_names_the_file`` |
-| 10 | bad timestamp, column type, header-only file, missing fields | ``test_non_numeric_timestamp_*``, ``test_bad_column_type_*``, ``test_header_only_inter_file``, ``test_row_with_missing_fields_is_refused`` |
-| 11 | non-UTF-8 input | ``test_non_utf8_converter_input_names_offset``, ``test_non_utf8_item_text_names_offset`` |
-| 12 | empty item text | ``test_empty_item_text_counted_as_missing`` |
-| 13 | ``semantic_ids_file`` in a YAML file | ``test_yaml_semantic_ids_file_is_not_replaced`` |
-| 14 | a kill during an artifact or plot write | ``test_orphaned_temp_files_removed_and_plot_regenerated`` |
-| 15 | two runs start at once in a fresh folder | ``test_concurrent_runs_share_log_folder`` |
-| 16 | artifacts of changed inputs | ``test_prune_cache_dry_run_then_remove`` |
-| 17 | sequential models with BPR or CE losses | ``test_sequential_bpr_and_ce_losses_train``, ``test_sequential_loss_without_matching_sampling_is_refused`` |
+Rows of the probe, the case, then its tests:
+
+1. crafted, truncated, foreign checkpoint files: ``test_*checkpoint*``, ``test_trust_opt_in_*``
+2. ``--seed``, abbreviated options: ``test_seed_flag_sets_the_single_run_seed``,
+   ``test_abbreviated_flag_is_refused``
+3. image cache after a change of missing-image policy:
+   ``test_image_cache_key_includes_missing_policy``
+4. empty history in a pre-split ``.inter``: ``test_empty_history_rejected_by_converter``,
+   ``..._by_hook``
+5. ``--stage`` for a model without that stage, or unknown: ``test_stage_for_*``,
+   ``test_stage_runs_the_models_own_tokenizer``
+6. ``epochs: -1``: ``test_negative_epochs``
+7. ``sim_buckets`` out of range, ``learning_rate: abc``: ``test_sim_buckets_out_of_range``,
+   ``test_learning_rate_not_a_number``
+8. ``score_mode``/``sim_source``/``beam_size`` checked late:
+   ``test_score_mode_checked_before_any_stage``
+9. malformed or missing YAML: ``test_malformed_yaml_names_the_file``,
+   ``test_missing_yaml_names_the_file``
+10. bad timestamp, column type, header-only file, missing fields:
+    ``test_non_numeric_timestamp_*``, ``test_bad_column_type_*``, ``test_header_only_inter_file``,
+    ``test_row_with_missing_fields_is_refused``
+11. non-UTF-8 input: ``test_non_utf8_converter_input_names_offset``,
+    ``test_non_utf8_item_text_names_offset``
+12. empty item text: ``test_empty_item_text_counted_as_missing``
+13. ``semantic_ids_file`` in a YAML file: ``test_yaml_semantic_ids_file_is_not_replaced``
+14. a kill during an artifact or plot write: ``test_orphaned_temp_files_removed_and_plot_regenerated``
+15. two runs start at once in a fresh folder: ``test_concurrent_runs_share_log_folder``
+16. artifacts of changed inputs: ``test_prune_cache_dry_run_then_remove``
+17. sequential models with BPR or CE losses: ``test_sequential_bpr_and_ce_losses_train``,
+    ``test_sequential_loss_without_matching_sampling_is_refused``
 
 Unknown keys (``test_unknown_key_suggests_a_known_one``) and the shipped defaults
 (``test_shipped_defaults_pass_the_rules``) complete the config checks.
@@ -46,12 +57,13 @@ import pytest
 import scipy.sparse
 import torch
 import yaml
-from conftest import REPO_DIR, TEST_DATA, tiny_config
 
 import run_recbole_bbq
 from recbole_bbq import quick_start
 from recbole_bbq.checkpoint import pack_other_parameter, unpack_other_parameter
 from recbole_bbq.config import Config
+from recbole_bbq.converters import amazon, encode_images, encode_text, lcrec, unisrec
+from recbole_bbq.converters import common as _common
 from recbole_bbq.data import encoding, text_encoder
 from recbole_bbq.data.features import feature_path, read_feature_file, write_feature_file
 from recbole_bbq.data.semantic_ids import semantic_id_path, write_semantic_id_file
@@ -65,15 +77,7 @@ from recbole_bbq.trainer import (
 from recbole_bbq.utils import create_dataset
 from recbole_bbq.validation import RQVAE_RULES, RULES, TOKENIZER_RULES
 
-SCRIPTS = os.path.join(REPO_DIR, "dataset_scripts")
-sys.path.insert(0, SCRIPTS)
-
-import _common  # noqa: E402
-import amazon  # noqa: E402
-import encode_images  # noqa: E402
-import encode_text  # noqa: E402
-import lcrec  # noqa: E402
-import unisrec  # noqa: E402
+from conftest import TEST_DATA, tiny_config
 
 # -----------------------------------------------------------------------------------------------
 # Checkpoints (row 1)
@@ -579,8 +583,9 @@ def listing(folder):
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def toy_unisrec(folder, rows=None, header="\t".join(_common.BENCHMARK_HEADER)):
+def toy_unisrec(folder, rows=None, header=None):
     """A two-item, one-user UniSRec folder with prefix ``Toy``; ``rows`` overrides split rows."""
+    header = "\t".join(_common.BENCHMARK_HEADER) if header is None else header
     folder.mkdir()
     (folder / "Toy.item2index").write_text("ASIN0 0\nASIN1 1\n")
     (folder / "Toy.user2index").write_text("U0 0\n")
@@ -631,7 +636,8 @@ def write_benchmark(root, name, train_rows):
     (folder / f"{name}.test.inter").write_text(header + "u0\ti1 i2 i3\ti4\n")
     (folder / f"{name}.yaml").write_text(
         "load_col:\n  inter: [user_id, item_id_list, item_id]\n"
-        "benchmark_filename: [train, valid, test]\nalias_of_item_id: [item_id_list]\nMAX_ITEM_LIST_LENGTH: 5\n"
+        "benchmark_filename: [train, valid, test]\nalias_of_item_id: [item_id_list]\n"
+        "MAX_ITEM_LIST_LENGTH: 5\n"
     )
     return folder
 

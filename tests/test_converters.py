@@ -1,4 +1,4 @@
-"""Dataset converters in dataset_scripts/: real shared datasets plus synthetic Amazon files."""
+"""Dataset converters (recbole_bbq.converters) and their dataset_scripts/ command lines."""
 
 import functools
 import gzip
@@ -12,22 +12,17 @@ import threading
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO_DIR, SHARED_DATA, require_shared
 
 from recbole_bbq.config import Config
+from recbole_bbq.converters import amazon, common, encode_images, encode_text, lcrec, movielens, unisrec
 from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import read_semantic_id_file
 from recbole_bbq.errors import DataError
 from recbole_bbq.utils import create_dataset
 
-SCRIPTS = os.path.join(REPO_DIR, "dataset_scripts")
-sys.path.insert(0, SCRIPTS)
+from conftest import REPO_DIR, SHARED_DATA, require_shared
 
-import _common  # noqa: E402
-import amazon  # noqa: E402
-import lcrec  # noqa: E402
-import movielens  # noqa: E402
-import unisrec  # noqa: E402
+SCRIPTS = os.path.join(REPO_DIR, "dataset_scripts")
 
 SCIENTIFIC_MM = os.path.join(SHARED_DATA, "amazon_scientific_mm")
 SCIENTIFIC_LCREC = os.path.join(SHARED_DATA, "amazon_scientific_lcrec")
@@ -79,7 +74,7 @@ def toy_unisrec(folder, test_row="0\t0\t1"):
     folder.mkdir()
     (folder / "Toy.item2index").write_text("ASIN0 0\nASIN1 1\n")
     (folder / "Toy.user2index").write_text("U0 0\n")
-    header = "\t".join(_common.BENCHMARK_HEADER)
+    header = "\t".join(common.BENCHMARK_HEADER)
     for split, row in (("train", "0\t0\t1"), ("valid", "0\t0\t1"), ("test", test_row)):
         (folder / f"Toy.{split}.inter").write_text(f"{header}\n{row}\n")
     return folder
@@ -389,7 +384,8 @@ def test_amazon_2018_kcore_dedup_order_and_html(tmp_path):
     assert by_id["i1"]["brand"] == "Lab&Co"
     assert by_id["i1"]["categories"] == "Industrial_&_Scientific Lab_Supplies"
     assert by_id["i1"]["text"] == (
-        "Beaker 500 mL. Lab&Co. Industrial & Scientific, Lab Supplies. Glass beaker, heat 'resistant' Pack of 2"
+        "Beaker 500 mL. Lab&Co. Industrial & Scientific, Lab Supplies. "
+        "Glass beaker, heat 'resistant' Pack of 2"
     )
     assert by_id["i1"]["image"] == UNREACHABLE
     assert by_id["i2"]["categories"] == "Industrial_&_Scientific Tapes Duct"  # Python-literal meta line
@@ -574,9 +570,107 @@ def test_cli_prints_statistics_or_a_one_line_error(tmp_path, capsys):
 
 
 def test_clean_text_and_item_text():
-    assert _common.clean_text('<p>A&amp;B\t"x"\n  y</p>') == "A&B 'x' y"
-    assert _common.clean_text(["one", None, "<b>two</b>"]) == "one two"
-    assert _common.category_tokens(["Lab & Tools", "", "Tapes"]) == "Lab_&_Tools Tapes"
+    assert common.clean_text('<p>A&amp;B\t"x"\n  y</p>') == "A&B 'x' y"
+    assert common.clean_text(["one", None, "<b>two</b>"]) == "one two"
+    assert common.category_tokens(["Lab & Tools", "", "Tapes"]) == "Lab_&_Tools Tapes"
     info = {"title": "Kit.", "brand": "Acme Inc.", "categories": ["A B"], "description": "<i>Fine</i>."}
-    assert _common.item_text(info) == "Kit. Acme Inc. A B. Fine"
-    assert _common.item_text({"text": "given\ttext", "title": "ignored"}) == "given text"
+    assert common.item_text(info) == "Kit. Acme Inc. A B. Fine"
+    assert common.item_text({"text": "given\ttext", "title": "ignored"}) == "given text"
+
+
+# --------------------------------------------------------------------------- command lines
+
+CLI_MODULES = {
+    "amazon.py": amazon,
+    "encode_images.py": encode_images,
+    "encode_text.py": encode_text,
+    "lcrec.py": lcrec,
+    "movielens.py": movielens,
+    "unisrec.py": unisrec,
+}
+
+
+def run_cli(script, *args, cwd):
+    """Run ``dataset_scripts/<script>`` in a subprocess from ``cwd`` with this checkout's package."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [REPO_DIR, os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_every_script_is_a_cli_module():
+    assert sorted(name for name in os.listdir(SCRIPTS) if name.endswith(".py")) == sorted(CLI_MODULES)
+
+
+@pytest.mark.parametrize("script", sorted(CLI_MODULES))
+def test_cli_help_runs_from_outside_the_repo(script, tmp_path):
+    done = run_cli(script, "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ") and "--help" in done.stdout
+    for flag in {"--output_dir", "--max_history", "--data_path", "--batch_size"} & set(done.stdout.split()):
+        assert flag.replace("_", "-") in done.stdout  # the hyphen alias is listed with the option
+
+
+def option_value(action):
+    """A value that ``action`` accepts, as command-line words."""
+    if action.nargs == 0:
+        return []
+    if action.choices:
+        return [str(action.choices[-1])]
+    return ["7" if action.type is int else "x"]
+
+
+@pytest.mark.parametrize("script", sorted(CLI_MODULES))
+def test_both_flag_spellings_are_accepted(script):
+    """Every option has its underscore spelling first; the hyphen spelling parses to the same values."""
+    parser = CLI_MODULES[script].build_parser()
+    underscore, hyphen = [], []
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        primary = action.option_strings[0]
+        assert "-" not in primary[2:], primary
+        assert action.option_strings[1:] == ([primary.replace("_", "-")] if "_" in primary else [])
+        underscore += [primary, *option_value(action)]
+        hyphen += [action.option_strings[-1], *option_value(action)]
+    parsed = parser.parse_args(underscore)
+    assert parsed == parser.parse_args(hyphen)
+    assert all(value not in (None, False) for value in vars(parsed).values())
+
+
+def test_abbreviated_options_still_work():
+    """``--max`` names --max_history and its alias --max-history: one option, not ambiguous."""
+    parser = unisrec.build_parser()
+    parsed = parser.parse_args(["--input", "in", "--name", "N", "--max", "3", "--output", "out"])
+    assert (parsed.max_history, parsed.output_dir) == (3, "out")
+
+
+def test_underscore_and_hyphen_commands_write_the_same_dataset(tmp_path):
+    source = str(toy_unisrec(tmp_path / "uni"))
+    spellings = {"u": ("--output_dir", "--max_history"), "h": ("--output-dir", "--max-history")}
+    printed = {}
+    for out, (output_dir, max_history) in spellings.items():
+        args = ["--input", source, "--name", "Toy", output_dir, str(tmp_path / out), max_history, "1"]
+        done = run_cli("unisrec.py", *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        printed[out] = done.stdout.replace(str(tmp_path / out), "OUT")
+    assert printed["u"] == printed["h"]
+    names = listing(tmp_path / "h" / "Toy")
+    assert names == listing(tmp_path / "u" / "Toy") and "Toy.train.inter" in names
+    for name in names:
+        assert (tmp_path / "u" / "Toy" / name).read_bytes() == (tmp_path / "h" / "Toy" / name).read_bytes()
+
+
+def test_a_flag_error_names_the_underscore_spelling(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        unisrec.main(["--input", str(tmp_path), "--name", "X", "--max-history", "0"])
+    assert exit_info.value.code == 2
+    assert "--max_history must be at least 1" in capsys.readouterr().err

@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config, require_shared
 from recbole_bbq.config import Config
 from recbole_bbq.data import MultiModalSequentialDataset, SequentialDataset
 from recbole_bbq.data.features import feature_path, write_feature_file
@@ -13,6 +12,8 @@ from recbole_bbq.data.semantic_ids import semantic_id_path, write_semantic_id_fi
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset
+
+from conftest import SHARED_DATA, TEST_DATA, require_shared, tiny_config
 
 
 @pytest.fixture
@@ -128,10 +129,7 @@ SCIENTIFIC_MM = f"{SHARED_DATA}/amazon_scientific_mm"
 
 def test_scientific_mm_through_the_hook_matches_the_raw_files(tmp_path):
     require_shared("amazon_scientific_mm")
-    import sys
-
-    sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")
-    import unisrec
+    from recbole_bbq.converters import unisrec
 
     unisrec.convert(SCIENTIFIC_MM, "Scientific", str(tmp_path / "data"))
     config = Config(

@@ -11,14 +11,16 @@ import subprocess
 import sys
 
 import numpy as np
+import open_clip
 import pytest
 import yaml
-from conftest import REPO_DIR, SHARED_DATA, require_shared
 
-import open_clip
+from recbole_bbq.converters import encode_text
 from recbole_bbq.data import encoding, image_encoder, text_encoder
 from recbole_bbq.data.features import feature_path, read_feature_file
 from recbole_bbq.errors import DataError
+
+from conftest import REPO_DIR, SHARED_DATA, require_shared
 
 SCIENTIFIC_ITEMS = os.path.join(SHARED_DATA, "amazon_scientific_lcrec", "Scientific.item.json")
 POSTERS = os.path.join(SHARED_DATA, "ml100k_posters", "posters_w92")
@@ -307,3 +309,13 @@ def test_encode_images_cli(tmp_path, tiny_arch):
     assert done.returncode == 0, done.stderr
     assert "WARNING: random image encoder weights" in done.stderr
     assert read_feature_file(done.stdout.strip().splitlines()[-1]).features.shape == (3, 32)
+
+
+def test_encoder_command_reports_a_user_error_once(tmp_path, capsys):
+    """main() returns 2 after one ``error:`` line, also when run_encoder_cli wraps it again."""
+    argv = ["--dataset", "absent", "--data_path", str(tmp_path)]
+    assert encode_text.main(argv) == 2
+    assert encoding.run_encoder_cli(encode_text.main, argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("error: ") == 2 and captured.err.count("absent.item: item file not found") == 2

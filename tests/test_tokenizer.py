@@ -7,13 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, tiny_config, require_shared
 from recbole_bbq.config import Config
 from recbole_bbq.data.features import feature_path, write_feature_file
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
 from recbole_bbq.tokenizer.stage import load_artifact, run_tokenizer_stage, tokenizer_inputs
 from recbole_bbq.tokenizer.tokenizer import BBQTokenizer
+
+from conftest import REPO_DIR, SHARED_DATA, TEST_DATA, require_shared, tiny_config
 
 EPOCHS = 40  # enough for the codebooks to settle on 1,585 items; ~12 s per fit on 2 cores
 
@@ -22,8 +23,7 @@ EPOCHS = 40  # enough for the codebooks to settle on 1,585 items; ~12 s per fit 
 def scientific(tmp_path_factory):
     """Scientific-MM converted once, with behaviour vectors from a 3-epoch train-split SASRec."""
     require_shared("amazon_scientific_mm")
-    sys.path.insert(0, f"{REPO_DIR}/dataset_scripts")
-    import unisrec
+    from recbole_bbq.converters import unisrec
 
     root = tmp_path_factory.mktemp("data")
     unisrec.convert(f"{SHARED_DATA}/amazon_scientific_mm", "Scientific", str(root))
@@ -87,9 +87,8 @@ def test_alignment_raises_behaviour_neighbour_first_code_agreement(default_fit, 
 def test_club_penalty_lowers_the_club_estimate(default_fit, scientific):
     _, with_club = default_fit
     _, without_club = fit(scientific, use_club=False)
-    print(
-        f"final CLUB estimate: use_club {with_club['club_estimate']:.4f}, off {without_club['club_estimate']:.4f}"
-    )
+    estimates = with_club["club_estimate"], without_club["club_estimate"]
+    print("final CLUB estimate: use_club {:.4f}, off {:.4f}".format(*estimates))
     assert with_club["club_estimate"] < without_club["club_estimate"]
 
 

@@ -1,7 +1,6 @@
 """Running a comparison: every cell trains in this process, or is skipped when already stored."""
 
 import gc
-import hashlib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from recbole_bbq.compare.store import (
     shorten,
     write_json_atomic,
 )
+from recbole_bbq.data.artifacts import sha256_of_bytes
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.pipeline import run_pipeline
 
@@ -248,11 +248,12 @@ class CellRunner:
 def cell_checkpoint_name(dataset, label, seed, settings):
     """``checkpoint_name`` of a cell: its dataset, row label, seed and a digest of its settings,
     including the contents of its config files (an edited file must not resume an old state)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    file_contents = []
     for path in settings.get("config_file_list") or []:
         with open(path, "rb") as f:
-            digest.update(f.read())
-    return f"{dataset}-{label}-seed{seed}-{digest.hexdigest()[:10]}"
+            file_contents.append(f.read())
+    digest = sha256_of_bytes(json.dumps(settings, sort_keys=True), *file_contents)
+    return f"{dataset}-{label}-seed{seed}-{digest[:10]}"
 
 
 def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):

@@ -7,12 +7,12 @@ import torch
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 from recbole.utils import FeatureSource, FeatureType
 
+from recbole_bbq.data.artifacts import check_cache_key
 from recbole_bbq.data.atomic_files import AtomicFileRules, check_atomic_file
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
-from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
+from recbole_bbq.data.features import align_to_items, configured_feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import (
     align_codes,
-    check_cache_key,
     read_extra_arrays,
     read_semantic_id_file,
 )
@@ -124,10 +124,7 @@ class MultiModalSequentialDataset(SequentialDataset):
 
     def feature_file(self, modality):
         """Path of ``modality``'s feature file (``feature_files`` key or the default name)."""
-        configured = (self.config["feature_files"] or {}).get(modality)
-        if configured:
-            return configured
-        return feature_path(self.config["data_path"], self.dataset_name, modality)
+        return configured_feature_path(self.config, modality)
 
     def _missing_policy(self, modality):
         policy = self.config["missing_feature_policy"] or "error"
@@ -160,9 +157,10 @@ class MultiModalSequentialDataset(SequentialDataset):
             created = encode_dataset_text(self.config["data_path"], self.dataset_name)
             if os.path.abspath(created) == os.path.abspath(path):
                 return
+        encoder_script = "encode_text.py" if modality == "text" else "encode_images.py"
         raise ConfigError(
             f"modality '{modality}' is listed in 'modalities' but its feature file {path} does "
-            f"not exist; create it with dataset_scripts/encode_{'text' if modality == 'text' else 'images'}.py "
+            f"not exist; create it with dataset_scripts/{encoder_script} "
             f"or set feature_files.{modality}"
         )
 

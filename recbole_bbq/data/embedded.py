@@ -2,9 +2,10 @@
 
 import os
 import shutil
-import tempfile
 
 import recbole
+
+from recbole_bbq.data.artifacts import atomic_write
 
 EMBEDDED_DATASETS = ("ml-100k",)
 
@@ -17,8 +18,9 @@ def embedded_source_dir(dataset):
 def ensure_embedded_dataset(data_path, dataset):
     """Copy RecBole's bundled atomic files of ``dataset`` into ``data_path`` when missing.
 
-    Each file is copied to a temporary name and renamed, so an interrupted copy never leaves
-    a half-written atomic file. Files already present (for example a user's own edit) are kept.
+    Each file is copied to a temporary name, then renamed
+    (:func:`~recbole_bbq.data.artifacts.atomic_write`), so an interrupted copy never leaves a
+    half-written atomic file. Files already present (for example a user's own edit) are kept.
 
     Args:
         data_path (str): The dataset directory, ``<data_path>/<dataset>`` in RecBole terms.
@@ -36,13 +38,7 @@ def ensure_embedded_dataset(data_path, dataset):
         target = os.path.join(data_path, name)
         if os.path.exists(target) or not os.path.isfile(os.path.join(source, name)):
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=data_path)
-        os.close(fd)
-        try:
+        with atomic_write(target) as tmp:
             shutil.copyfile(os.path.join(source, name), tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         copied.append(target)
     return copied

@@ -1,17 +1,18 @@
 """Helpers shared by the text and image encoders: ``.item`` reading, cache keys, devices, CLI."""
 
 import csv
-import hashlib
 import io
-import json
 import logging
 import os
 
 import numpy as np
 
-from recbole_bbq.data.features import read_feature_file
+from recbole_bbq.data.artifacts import (
+    reuse_cached,
+)
+from recbole_bbq.data.features import read_cached_feature_file
 from recbole_bbq.data.io import read_text
-from recbole_bbq.errors import DataError, RecBoleBBQError
+from recbole_bbq.errors import DataError, exit_status
 
 ITEM_ID_COLUMN = "item_id"
 
@@ -57,11 +58,6 @@ def read_item_file(data_dir, dataset):
     return path, frame
 
 
-def sha256_of(value):
-    """SHA-256 hex digest of a JSON-serialisable value (lists, dicts, strings, numbers)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 def file_identity(path):
     """``[size, mtime_ns]`` of a file: cheap evidence that it did not change."""
     stat = os.stat(path)
@@ -73,13 +69,7 @@ def cached_feature_file(path, cache_key):
 
     An absent or unreadable file is not a cache hit (it will be rewritten), so this never raises.
     """
-    if not os.path.isfile(path):
-        return None
-    try:
-        feature_file = read_feature_file(path)
-    except DataError:
-        return None
-    return feature_file if feature_file.meta.get("cache_key") == cache_key else None
+    return reuse_cached(path, cache_key, read_cached_feature_file)
 
 
 def resolve_device(device):
@@ -89,23 +79,21 @@ def resolve_device(device):
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_encoder_cli(main, argv=None):
-    """Run a ``dataset_scripts`` entry point: user errors print ``error: ...`` and exit 2.
+def run_encoder_cli(command, argv=None):
+    """Run an encoder command (``dataset_scripts/encode_*.py``) with the encoders' logging.
+
+    recbole_bbq's INFO messages (cache hits, counts) and every warning are shown as bare
+    messages; a user error is printed as ``error: <message>`` (see
+    :func:`recbole_bbq.errors.exit_status`).
 
     Args:
-        main (Callable[[list[str] | None], str]): Parses ``argv``, encodes and returns the path.
-        argv (list[str], optional): Arguments; ``sys.argv[1:]`` when None.
+        command (Callable[[list[str] | None], int | None]): Parses ``argv``, encodes and prints
+            the feature file path; returns the exit status (None counts as 0).
+        argv (list[str], optional): Arguments; the process's command line when None.
 
     Returns:
-        int: The exit status.
+        int: The exit status, 2 after a user error.
     """
-    import sys
-
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("recbole_bbq").setLevel(logging.INFO)
-    try:
-        print(main(argv))
-    except RecBoleBBQError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(command, argv)

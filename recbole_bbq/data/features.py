@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
+from recbole_bbq.data.artifacts import check_cache_key, meta_array, save_npz
 from recbole_bbq.errors import DataError
 
 MISSING_POLICIES = ("error", "zero")
@@ -28,6 +28,13 @@ MISSING_POLICIES = ("error", "zero")
 def feature_path(data_path, dataset, modality):
     """Default location of the ``modality`` feature file of ``dataset``."""
     return os.path.join(data_path, f"{dataset}.{modality}.npz")
+
+
+def configured_feature_path(config, modality):
+    """``modality``'s feature file in ``config``: its ``feature_files`` entry, else :func:`feature_path`."""
+    return (config["feature_files"] or {}).get(modality) or feature_path(
+        config["data_path"], config["dataset"], modality
+    )
 
 
 @dataclass
@@ -85,16 +92,7 @@ def write_feature_file(path, tokens, features, missing=None, meta=None):
     features = np.asarray(features, dtype=np.float32)
     missing = np.zeros(len(tokens), dtype=bool) if missing is None else np.asarray(missing, bool)
     _validate(path, tokens, features, missing)
-    remove_stale_temp_files(path)  # left by a writer that was killed mid-write
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                tokens=tokens,
-                features=features,
-                missing=missing,
-                meta=np.asarray(json.dumps(meta or {}, sort_keys=True)),
-            )
+    save_npz(path, tokens=tokens, features=features, missing=missing, meta=meta_array(meta))
 
 
 def read_feature_file(path):
@@ -117,6 +115,17 @@ def read_feature_file(path):
     missing = arrays["missing"].astype(bool)
     _validate(path, tokens, features, missing)
     return FeatureFile(path, tokens, features, missing, json.loads(str(arrays["meta"])))
+
+
+def read_cached_feature_file(path, expected_key):
+    """Load a cached feature file (behaviour vectors, encoder output) built for ``expected_key``.
+
+    Raises:
+        DataError: As :func:`read_feature_file`, or if its meta ``cache_key`` is another key.
+    """
+    feature_file = read_feature_file(path)
+    check_cache_key(path, feature_file.meta, expected_key)
+    return feature_file
 
 
 def align_to_items(feature_file, item_tokens, expected_dim=None, missing_policy="error"):

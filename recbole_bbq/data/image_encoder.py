@@ -16,15 +16,9 @@ import sys
 
 import numpy as np
 
-from recbole_bbq.data.features import MISSING_POLICIES, feature_path, register_modality, write_feature_file
-from recbole_bbq.data.encoding import (
-    ITEM_ID_COLUMN,
-    cached_feature_file,
-    file_identity,
-    read_item_file,
-    resolve_device,
-    sha256_of,
-)
+from recbole_bbq.data import item_features
+from recbole_bbq.data.artifacts import sha256_of
+from recbole_bbq.data.encoding import file_identity, resolve_device
 from recbole_bbq.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +46,8 @@ def _check_encoder(arch, pretrained):
 
     if ":" not in arch and arch not in open_clip.list_models():
         raise ConfigError(
-            f"unknown open_clip architecture '{arch}' (see open_clip.list_models(), or use local-dir:<folder>)"
+            f"unknown open_clip architecture '{arch}' "
+            "(see open_clip.list_models(), or use local-dir:<folder>)"
         )
     if pretrained != RANDOM_WEIGHTS and not os.path.isfile(pretrained):
         raise ConfigError(f"{pretrained}: image encoder weights must be a local checkpoint file or 'none'")
@@ -119,6 +114,28 @@ def _load_batch(paths, items, rows, preprocess, missing_policy):
     return loaded, tensors, failed
 
 
+def _embed(model, tensors, device):
+    """L2-normalised image embeddings of preprocessed image tensors, as ``float32`` numpy rows."""
+    import torch
+
+    return model.encode_image(torch.stack(tensors).to(device), normalize=True).float().cpu().numpy()
+
+
+def _require_some_image(features, skipped, count):
+    """Raise :class:`DataError` when none of the ``count`` images loaded (``features`` is None)."""
+    if features is None:
+        first = f" (first: {skipped[0][0] or '(no file)'}: {skipped[0][1]})" if skipped else ""
+        raise DataError(f"none of the {count} images could be loaded{first}")
+
+
+def _store_rows(features, rows, batch, n_rows):
+    """``features`` with ``batch`` in ``rows``; the first batch allocates ``[n_rows, d]`` zeros."""
+    if features is None:
+        features = np.zeros((n_rows, batch.shape[1]), dtype=np.float32)
+    features[rows] = batch
+    return features
+
+
 def _report_skipped(skipped):
     """Log every skipped image file, once, after encoding."""
     if skipped:
@@ -164,8 +181,7 @@ def encode_images(
     import torch
     from tqdm import tqdm
 
-    if missing_policy not in MISSING_POLICIES:
-        raise ConfigError(f"missing policy must be one of {MISSING_POLICIES}, got '{missing_policy}'")
+    item_features.check_missing_policy(missing_policy)
     paths = [str(path) for path in paths]
     items = [str(item) for item in items] if items is not None else [str(row) for row in range(len(paths))]
     device = resolve_device(device)
@@ -178,18 +194,12 @@ def encode_images(
         for start in range(0, len(paths), batch_size):
             rows = range(start, min(start + batch_size, len(paths)))
             loaded, tensors, failed = _load_batch(paths, items, rows, preprocess, missing_policy)
-            for row, reason in failed:
-                missing[row] = True
-                skipped.append((paths[row], reason))
+            missing[[row for row, _ in failed]] = True
+            skipped += [(paths[row], reason) for row, reason in failed]
             if loaded:
-                batch = model.encode_image(torch.stack(tensors).to(device), normalize=True)
-                if features is None:
-                    features = np.zeros((len(paths), batch.shape[1]), dtype=np.float32)
-                features[loaded] = batch.float().cpu().numpy()
+                features = _store_rows(features, loaded, _embed(model, tensors, device), len(paths))
             bar.update(len(rows))
-    if features is None:
-        first = f" (first: {skipped[0][0] or '(no file)'}: {skipped[0][1]})" if skipped else ""
-        raise DataError(f"none of the {len(paths)} images could be loaded{first}")
+    _require_some_image(features, skipped, len(paths))
     _report_skipped(skipped)
     return features, missing, skipped
 
@@ -248,18 +258,14 @@ def encode_dataset_images(
     Returns:
         str: The feature file path.
     """
-    item_path, frame = read_item_file(data_dir, dataset)
-    tokens = frame[ITEM_ID_COLUMN].tolist()
+    item_path, frame, tokens = item_features.read_item_table(data_dir, dataset)
     values = frame["image"].tolist() if "image" in frame.columns else [""] * len(tokens)
     paths = [find_image_file(token, value, image_dir, data_dir) for token, value in zip(tokens, values)]
-    if missing_policy not in MISSING_POLICIES:
-        raise ConfigError(f"missing policy must be one of {MISSING_POLICIES}, got '{missing_policy}'")
+    item_features.check_missing_policy(missing_policy)
     cache_key = _image_cache_key(arch, pretrained, seed, tokens, paths, missing_policy)
-    out = feature_path(data_dir, dataset, "image")
-    cached = cached_feature_file(out, cache_key)
-    if cached is not None:
+    out = item_features.reuse_cached_features(data_dir, dataset, "image", cache_key)
+    if out is not None:
         logger.info(f"{out}: cached (same encoder, missing policy and image files)")
-        register_modality(data_dir, dataset, "image", cached.dim)
         return out
     try:
         features, missing, skipped = encode_images(
@@ -267,18 +273,14 @@ def encode_dataset_images(
         )
     except DataError as error:
         raise DataError(f"{item_path} (image folder {image_dir}): {error}") from None
-    dim = features.shape[1]
     meta = {
-        "modality": "image",
         "arch": arch,
         "pretrained": pretrained,
         "seed": int(seed),
         "missing_policy": missing_policy,
-        "dim": dim,
         "cache_key": cache_key,
         "skipped": len(skipped),
     }
-    write_feature_file(out, tokens, features, missing=missing, meta=meta)
-    register_modality(data_dir, dataset, "image", dim)
-    logger.info(f"{out}: {len(tokens)} items, dim {dim}, {len(skipped)} without an image")
+    out = item_features.save_features(data_dir, dataset, "image", tokens, features, missing, meta)
+    logger.info(f"{out}: {len(tokens)} items, dim {features.shape[1]}, {len(skipped)} without an image")
     return out

@@ -18,7 +18,10 @@ import zipfile
 import numpy as np
 import torch
 
-from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
+from recbole_bbq.data.artifacts import (
+    meta_array,
+    save_npz,
+)
 from recbole_bbq.errors import DataError
 
 _CODE_PATTERN = re.compile(r"^<?[A-Za-z]*_?(\d+)>?$")
@@ -55,10 +58,7 @@ def write_semantic_id_file(path, tokens, codes, meta=None):
     tokens = np.asarray([str(t) for t in tokens], dtype=str)
     codes = np.asarray(codes, dtype=np.int64)
     _validate(path, tokens, codes)
-    remove_stale_temp_files(path)  # left by a writer that was killed mid-write
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=tokens, codes=codes, meta=np.asarray(json.dumps(meta or {}, sort_keys=True)))
+    save_npz(path, tokens=tokens, codes=codes, meta=meta_array(meta))
 
 
 def read_semantic_id_file(path):
@@ -88,15 +88,6 @@ def read_extra_arrays(path, prefixes=("codes_", "quantized_")):
             return {key: data[key] for key in data.files if key.startswith(tuple(prefixes))}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise DataError(f"{path}: unreadable or truncated semantic-ID file ({error})") from None
-
-
-def check_cache_key(path, meta, expected_key):
-    """Raise :class:`DataError` when an artifact was built for another config or dataset."""
-    if expected_key is not None and meta.get("cache_key") != expected_key:
-        raise DataError(
-            f"{path}: stale artifact (built for key {str(meta.get('cache_key'))[:16]}, this config "
-            f"and data need {expected_key[:16]}); delete it or rerun its stage"
-        )
 
 
 def align_codes(path, tokens, codes, item_tokens, require_unique=True):

@@ -1,6 +1,6 @@
 """Item text encoder: sentence embeddings of every item's text, written as a feature file.
 
-The text of an item is its ``text`` column (written by the converters in ``dataset_scripts/``).
+The text of an item is its ``text`` column (written by the converters in :mod:`recbole_bbq.converters`).
 Files without one, such as RecBole's MovieLens ``.item``, get a text built from the title, year
 and genre columns: ``"<title> (<year>). Genres: <genre>, <genre>"``.
 
@@ -10,9 +10,6 @@ normalisation, i.e. the sentence-transformers recipe. Nothing is downloaded.
 
 """
 
-import csv
-import hashlib
-import json
 import logging
 import os
 import re
@@ -20,15 +17,14 @@ import warnings
 
 import numpy as np
 
-from recbole_bbq.data.encoding import (
-    ITEM_ID_COLUMN,
-    cached_feature_file,
-    file_identity,
-    read_item_file,
-    resolve_device,
-    sha256_of,
+from recbole_bbq.data.artifacts import sha256_of, sha256_of_bytes
+from recbole_bbq.data.encoding import file_identity, resolve_device
+from recbole_bbq.data.item_features import (
+    check_missing_policy,
+    read_item_table,
+    reuse_cached_features,
+    save_features,
 )
-from recbole_bbq.data.features import MISSING_POLICIES, feature_path, register_modality, write_feature_file
 from recbole_bbq.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -183,7 +179,7 @@ def encode_texts(
     path, _ = _resolve_text_model(model_path)
     device = resolve_device(device)
     if fp16 and not str(device).startswith("cuda"):
-        warnings.warn(f"fp16 is only used on GPU; encoding in float32 on '{device}'")
+        warnings.warn(f"fp16 is only used on GPU; encoding in float32 on '{device}'", stacklevel=1)
         fp16 = False
     tokenizer, model = _load_text_model(path, device, fp16)
     texts = [str(text) for text in texts]
@@ -211,7 +207,7 @@ def encode_texts(
 def _model_identity(model_path):
     """SHA-256 of ``config.json`` plus the sizes of the weight files: what makes a checkpoint."""
     with open(os.path.join(model_path, "config.json"), "rb") as f:
-        identity = {"config.json": hashlib.sha256(f.read()).hexdigest()}
+        identity = {"config.json": sha256_of_bytes(f.read())}
     for name in _WEIGHT_FILES:
         if os.path.isfile(os.path.join(model_path, name)):
             identity[name] = file_identity(os.path.join(model_path, name))[0]
@@ -240,8 +236,7 @@ def _check_missing_texts(item_path, tokens, empty_rows, missing_policy):
         ConfigError: For an unknown policy.
         DataError: Under ``"error"`` when an item has no text, or under any policy when no item has.
     """
-    if missing_policy not in MISSING_POLICIES:
-        raise ConfigError(f"missing policy must be one of {MISSING_POLICIES}, got '{missing_policy}'")
+    check_missing_policy(missing_policy)
     if empty_rows and missing_policy == "error":
         row = empty_rows[0]
         raise DataError(
@@ -272,7 +267,8 @@ def _report_missing_texts(item_path, tokens, empty_rows):
         shown = ", ".join(f"'{tokens[row]}'" for row in empty_rows[:5])
         more = f" and {len(empty_rows) - 5} more" if len(empty_rows) > 5 else ""
         logger.warning(
-            f"{item_path}: {len(empty_rows)} item(s) without text (zero vectors, flagged missing): {shown}{more}"
+            f"{item_path}: {len(empty_rows)} item(s) without text (zero vectors, flagged missing): "
+            f"{shown}{more}"
         )
 
 
@@ -299,32 +295,27 @@ def encode_dataset_text(data_dir, dataset, model_path=None, max_length=128, miss
     Returns:
         str: The feature file path.
     """
-    item_path, frame = read_item_file(data_dir, dataset)
-    tokens = frame[ITEM_ID_COLUMN].tolist()
+    item_path, frame, tokens = read_item_table(data_dir, dataset)
     texts = item_texts(frame, item_path)
     empty_rows = empty_text_rows(texts)
     _check_missing_texts(item_path, tokens, empty_rows, missing_policy)
     path, name = _resolve_text_model(model_path)
     cache_key = _text_cache_key(path, name, max_length, tokens, texts, missing_policy)
-    out = feature_path(data_dir, dataset, "text")
-    cached = cached_feature_file(out, cache_key)
-    if cached is not None:
+    out = reuse_cached_features(data_dir, dataset, "text", cache_key)
+    if out is not None:
         logger.info(f"{out}: cached (same model, max_length, missing policy and item texts)")
-        register_modality(data_dir, dataset, "text", cached.dim)
         return out
     features, missing = _encode_present_texts(texts, empty_rows, path, max_length, **kwargs)
-    dim = features.shape[1]
     meta = {
-        "modality": "text",
         "encoder": name,
-        "dim": dim,
         "max_length": int(max_length),
         "missing": len(empty_rows),
         "missing_policy": missing_policy,
         "cache_key": cache_key,
     }
-    write_feature_file(out, tokens, features, missing=missing, meta=meta)
-    register_modality(data_dir, dataset, "text", dim)
+    out = save_features(data_dir, dataset, "text", tokens, features, missing, meta)
     _report_missing_texts(item_path, tokens, empty_rows)
-    logger.info(f"{out}: {len(tokens)} items, dim {dim} ({name}), {len(empty_rows)} without text")
+    logger.info(
+        f"{out}: {len(tokens)} items, dim {features.shape[1]} ({name}), {len(empty_rows)} without text"
+    )
     return out

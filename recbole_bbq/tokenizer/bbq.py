@@ -1,4 +1,7 @@
-"""The BBQ tokenizer network (SPEC §3): disentangled encoders, CLUB, alignment, shared RQ."""
+"""The BBQ tokenizer network: disentangled encoders, CLUB, alignment, shared RQ.
+
+Method: docs/method.md, "BBQ tokenizer".
+"""
 
 import torch
 import torch.nn.functional as F

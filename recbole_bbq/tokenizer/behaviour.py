@@ -1,34 +1,26 @@
-"""Stage 2: behaviour vectors = item embeddings of a SASRec trained on the train split only."""
+"""Stage 2: behaviour vectors = item embeddings of a SASRec trained on the train split only.
 
-import hashlib
+Defaults of the ``behaviour`` section (the SASRec budget): ``properties/tokenizer/behaviour.yaml``.
+"""
+
 import os
+from dataclasses import dataclass
 from logging import getLogger
 
 import numpy as np
-
 from recbole.utils import init_seed
 
-from recbole_bbq.data.encoding import cached_feature_file
-from recbole_bbq.data.features import read_feature_file, write_feature_file
+from recbole_bbq.data.artifacts import keyed_path, reuse_cached, sha256_of_bytes
+from recbole_bbq.data.features import read_cached_feature_file, read_feature_file, write_feature_file
+from recbole_bbq.tokenizer.defaults import section_defaults, with_defaults
 
-# Budget of the behaviour SASRec; override with the ``behaviour`` dict in YAML.
-BEHAVIOUR_DEFAULTS = {
-    "epochs": 20,
-    "hidden_size": 64,
-    "inner_size": 256,
-    "n_layers": 2,
-    "n_heads": 2,
-    "learning_rate": 0.001,
-    "train_batch_size": 256,
-    "hidden_dropout_prob": 0.5,
-    "attn_dropout_prob": 0.5,
-}
+# Config keys outside the ``behaviour`` section that shape the behaviour SASRec too.
 _HASHED_CONFIG_KEYS = ("seed", "MAX_ITEM_LIST_LENGTH", "loss_type", "hidden_act", "layer_norm_eps")
 
 
 def behaviour_params(config):
-    """:data:`BEHAVIOUR_DEFAULTS` updated with the ``behaviour`` dict of ``config``."""
-    return {**BEHAVIOUR_DEFAULTS, **(config["behaviour"] or {})}
+    """The ``behaviour`` section of ``config`` over ``properties/tokenizer/behaviour.yaml``."""
+    return with_defaults("behaviour.yaml", config["behaviour"])
 
 
 def train_split_fingerprint(train_dataset):
@@ -36,7 +28,7 @@ def train_split_fingerprint(train_dataset):
 
     Valid and test targets are not in the train split, so changing them leaves this unchanged.
     """
-    digest = hashlib.sha256()
+    parts = []
     inter = train_dataset.inter_feat
     suffix = train_dataset.config["LIST_SUFFIX"]
     for field in sorted(inter.columns):
@@ -45,17 +37,15 @@ def train_split_fingerprint(train_dataset):
         if token_field not in train_dataset.field2id_token:
             continue  # lengths and positions follow from the token fields
         tokens = train_dataset.field2id_token[token_field][inter[field].numpy()]
-        digest.update(field.encode())
-        digest.update("\x1f".join(np.asarray(tokens, dtype=str).ravel().tolist()).encode())
-    return digest.hexdigest()
+        parts += [field, "\x1f".join(np.asarray(tokens, dtype=str).ravel().tolist())]
+    return sha256_of_bytes(*parts)
 
 
 def behaviour_cache_key(behaviour_config, train_dataset):
     """Key of the behaviour artifact: the train split plus every setting that shapes training."""
-    params = {key: behaviour_config[key] for key in (*BEHAVIOUR_DEFAULTS, *_HASHED_CONFIG_KEYS)}
-    digest = hashlib.sha256(repr(sorted(params.items())).encode())
-    digest.update(train_split_fingerprint(train_dataset).encode())
-    return digest.hexdigest()
+    keys = (*section_defaults("behaviour.yaml"), *_HASHED_CONFIG_KEYS)
+    params = {key: behaviour_config[key] for key in keys}
+    return sha256_of_bytes(repr(sorted(params.items())), train_split_fingerprint(train_dataset))
 
 
 def build_behaviour_config(config):
@@ -83,7 +73,51 @@ def build_behaviour_config(config):
 
 def behaviour_artifact_path(config, key):
     """The behaviour-vector file of cache ``key`` in ``config``'s dataset folder."""
-    return os.path.join(config["data_path"], f"{config['dataset']}.behaviour-{key[:16]}.npz")
+    return keyed_path(config, "behaviour", key, ".npz")
+
+
+@dataclass
+class BehaviourRun:
+    """The behaviour SASRec's config, dataset and train split, and the artifact they key.
+
+    Attributes:
+        config (Config): The behaviour SASRec's config (:func:`build_behaviour_config`).
+        dataset (Dataset): Its dataset.
+        train_data (AbstractDataLoader): Its train split.
+        key (str): The cache key (:func:`behaviour_cache_key`).
+        path (str): The behaviour-vector file of that key.
+    """
+
+    config: object
+    dataset: object
+    train_data: object
+    key: str
+    path: str
+
+
+def prepare_behaviour_run(config):
+    """Build the behaviour SASRec's config and data and key its artifact, without training."""
+    from recbole_bbq.utils import create_dataset, data_preparation
+
+    behaviour_config = build_behaviour_config(config)
+    dataset = create_dataset(behaviour_config)
+    train_data, _, _ = data_preparation(behaviour_config, dataset)
+    key = behaviour_cache_key(behaviour_config, train_data._dataset)
+    return BehaviourRun(behaviour_config, dataset, train_data, key, behaviour_artifact_path(config, key))
+
+
+def train_behaviour_embeddings(run, show_progress=True):
+    """Train the behaviour SASRec of ``run``; its item embeddings (padding excluded) and tokens."""
+    from recbole_bbq.utils import get_model, get_trainer
+
+    behaviour_config = run.config
+    init_seed(behaviour_config["seed"], behaviour_config["reproducibility"])
+    model = get_model("SASRec")(behaviour_config, run.train_data._dataset).to(behaviour_config["device"])
+    trainer = get_trainer(behaviour_config["MODEL_TYPE"], "SASRec")(behaviour_config, model)
+    trainer.fit(run.train_data, None, verbose=False, saved=False, show_progress=show_progress)
+    embeddings = model.item_embedding.weight.detach().cpu().numpy()[1:]
+    tokens = run.dataset.field2id_token[run.dataset.iid_field][1:]
+    return tokens, embeddings
 
 
 def behaviour_embeddings(config, show_progress=True):
@@ -97,25 +131,14 @@ def behaviour_embeddings(config, show_progress=True):
     Returns:
         FeatureFile: Item tokens plus ``[n, hidden_size]`` embeddings, ``meta["cache_key"]`` set.
     """
-    from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer
-
     logger = getLogger()
-    behaviour_config = build_behaviour_config(config)
-    dataset = create_dataset(behaviour_config)
-    train_data, _, _ = data_preparation(behaviour_config, dataset)
-    key = behaviour_cache_key(behaviour_config, train_data._dataset)
-    path = behaviour_artifact_path(config, key)
-    cached = cached_feature_file(path, key)
+    run = prepare_behaviour_run(config)
+    cached = reuse_cached(run.path, run.key, read_cached_feature_file)
     if cached is not None:
-        logger.info(f"behaviour vectors: reusing {path}")
+        logger.info(f"behaviour vectors: reusing {run.path}")
         return cached
-    logger.info(f"behaviour vectors: training SASRec on the train split only -> {path}")
-    init_seed(behaviour_config["seed"], behaviour_config["reproducibility"])
-    model = get_model("SASRec")(behaviour_config, train_data._dataset).to(behaviour_config["device"])
-    trainer = get_trainer(behaviour_config["MODEL_TYPE"], "SASRec")(behaviour_config, model)
-    trainer.fit(train_data, None, verbose=False, saved=False, show_progress=show_progress)
-    embeddings = model.item_embedding.weight.detach().cpu().numpy()[1:]
-    tokens = dataset.field2id_token[dataset.iid_field][1:]
-    meta = {"cache_key": key, "model": "SASRec", **behaviour_params(config)}
-    write_feature_file(path, tokens, embeddings.astype(np.float32), meta=meta)
-    return read_feature_file(path)
+    logger.info(f"behaviour vectors: training SASRec on the train split only -> {run.path}")
+    tokens, embeddings = train_behaviour_embeddings(run, show_progress)
+    meta = {"cache_key": run.key, "model": "SASRec", **behaviour_params(config)}
+    write_feature_file(run.path, tokens, embeddings.astype(np.float32), meta=meta)
+    return read_feature_file(run.path)

@@ -1,7 +1,8 @@
-"""TIGER/MMTIGER tokenizers: RQ-VAEs over content vectors, or published codes, plus a dedup code."""
+"""TIGER/MMTIGER tokenizers: RQ-VAEs over content vectors, or published codes, plus a dedup code.
 
-import hashlib
-import json
+Defaults of the ``rqvae`` section: ``properties/tokenizer/RQVAE.yaml``.
+"""
+
 import os
 from logging import getLogger
 
@@ -9,32 +10,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from recbole_bbq.data.features import align_to_items, feature_path, read_feature_file
+from recbole_bbq.data.artifacts import check_cache_key, keyed_path, reuse_cached, sha256_of, sha256_of_bytes
+from recbole_bbq.data.features import align_to_items, configured_feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import (
     align_codes,
     read_semantic_id_file,
     semantic_id_path,
     write_semantic_id_file,
 )
-from recbole_bbq.errors import ConfigError, DataError
+from recbole_bbq.errors import ConfigError
 from recbole_bbq.tokenizer.bbq import mlp
+from recbole_bbq.tokenizer.defaults import with_defaults
 from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
 from recbole_bbq.tokenizer.tokenizer import code_statistics, deduplicate
+from recbole_bbq.tokenizer.training import LoopSettings, QuantizerHooks, train_quantizer
 
-RQVAE_DEFAULTS = {
-    "modality": "text",
-    "levels": 3,
-    "codebook_size": 256,
-    "latent_dim": 64,
-    "hidden_dim": 256,
-    "beta": 0.25,
-    "epochs": 100,
-    "batch_size": 256,
-    "learning_rate": 0.001,
-    "seed": 2020,
-}
+
+def rqvae_params(config):
+    """The RQ-VAE settings of ``config``: its ``rqvae`` keys over ``properties/tokenizer/RQVAE.yaml``."""
+    return with_defaults("RQVAE.yaml", config["rqvae"])
 
 
 class RQVAE(nn.Module):
@@ -51,32 +46,49 @@ class RQVAE(nn.Module):
         return F.mse_loss(self.decoder(z_q), x) + rq_loss, codes
 
 
+class _RQVAETraining(QuantizerHooks):
+    """The RQ-VAE's steps of the shared training loop: reconstruction plus quantizer loss."""
+
+    def __init__(self, x, params, device):
+        self.x, self.params, self.device = x, params, device
+
+    def build_model(self):
+        p = self.params
+        dims = (p["latent_dim"], p["hidden_dim"], p["levels"], p["codebook_size"], p["beta"])
+        return RQVAE(self.x.shape[1], *dims).to(self.device)
+
+    def parameter_groups(self, model):
+        return [(model.parameters(), self.params["learning_rate"])]
+
+    @torch.no_grad()
+    def init_codebooks(self, model):
+        model.quantizer.init_kmeans(model.encoder(self.x), seed=self.params["seed"])
+
+    def train_step(self, model, optimizers, batch):
+        (optimizer,) = optimizers
+        loss, _ = model(self.x[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {}
+
+    @torch.no_grad()
+    def reseed_dead_codes(self, model, generator):
+        return model.quantizer.reseed_dead_codes(model.encoder(self.x), generator)
+
+
 def fit_rqvae(features, params, device="cpu", show_progress=True):
-    """Train an RQ-VAE on ``features`` [N, d] and return its codes [N, levels] (no dedup)."""
-    torch.manual_seed(params["seed"])
-    generator = torch.Generator().manual_seed(params["seed"])
+    """Train an RQ-VAE on ``features`` [N, d] and return its codes [N, levels] (no dedup).
+
+    Args:
+        features (array): ``[N, d]`` content vectors (L2-normalised here).
+        params (dict): The ``rqvae`` settings (:func:`rqvae_params`).
+        device (str): Torch device.
+        show_progress (bool): Show a tqdm bar over epochs.
+    """
     x = F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32), dim=-1).to(device)
-    model = RQVAE(
-        x.shape[1],
-        params["latent_dim"],
-        params["hidden_dim"],
-        params["levels"],
-        params["codebook_size"],
-        params["beta"],
-    ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params["learning_rate"])
-    with torch.no_grad():
-        model.quantizer.init_kmeans(model.encoder(x), seed=params["seed"])
-    for epoch in tqdm(range(params["epochs"]), desc="RQ-VAE", disable=not show_progress):
-        model.train()
-        for batch in torch.randperm(len(x), generator=generator).split(params["batch_size"]):
-            loss, _ = model(x[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        if epoch < params["epochs"] - 1:
-            with torch.no_grad():
-                model.quantizer.reseed_dead_codes(model.encoder(x), generator)
+    settings = LoopSettings.from_params(params, "RQ-VAE", show_progress)
+    model = train_quantizer(_RQVAETraining(x, params, device), len(x), settings).model
     model.eval()
     with torch.no_grad():
         codes, _ = model.quantizer.quantize(model.encoder(x))
@@ -98,50 +110,71 @@ def _as_list(value):
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def _code_sources(config, kind, params, item_tokens, show_progress):
+def _published_sources(config, kind, published, item_tokens):
+    """One ``(key part, build)`` pair per published semantic-ID file."""
+    if kind == "tiger" and len(published) > 1:
+        raise ConfigError(
+            f"TIGER takes one semantic_ids_from file, got {published}; MMTIGER concatenates several"
+        )
+    sources = []
+    for name in published:
+        path, codes = _published_codes(config, name, item_tokens)
+        sources.append(({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c))
+    return sources
+
+
+def _quantized_modalities(config, kind, params):
+    """The modalities that get an RQ-VAE: ``rqvae.modality`` (TIGER) or every listed one (MMTIGER)."""
+    if kind == "tiger":
+        return [params["modality"]]
+    modalities = _as_list(config["mmtiger_modalities"] or config["modalities"])
+    if not modalities:
+        raise ConfigError(
+            "MMTIGER needs modalities: set 'mmtiger_modalities' or 'modalities' (e.g. [text, image])"
+        )
+    return modalities
+
+
+def _fitted_sources(config, kind, item_tokens, show_progress):
+    """One ``(key part, build)`` pair per modality, ``build`` fitting its RQ-VAE."""
+    params = rqvae_params(config)
+    sources = []
+    for modality in _quantized_modalities(config, kind, params):
+        path = configured_feature_path(config, modality)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{kind.upper()}: modality '{modality}' has no feature file {path}")
+        features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
+        features = features[1:].numpy()
+        key = {"modality": modality, "params": params, "features": sha256_of_bytes(features)}
+        sources.append((key, lambda f=features: fit_rqvae(f, params, config["device"], show_progress)))
+    return sources
+
+
+def code_sources(config, kind, item_tokens, show_progress=True):
     """Cache-key parts and code builders of each part of the semantic ID.
 
     TIGER has one part (``rqvae.modality`` or one ``semantic_ids_from`` file); MMTIGER has one
     per modality (``mmtiger_modalities``, default ``modalities``) or per published file, each
     with its own RQ-VAE and codebooks.
+
+    Args:
+        config (Config): A stage config (:func:`recbole_bbq.pipeline.stage_config`).
+        kind (str): ``tiger`` or ``mmtiger``.
+        item_tokens (list[str]): Item tokens, in RecBole's id order.
+        show_progress (bool): Show the RQ-VAE progress bars when a build fits one.
+
+    Returns:
+        list[tuple[dict, Callable[[], np.ndarray]]]: ``(key part, build)`` pairs; ``build()``
+        returns that part's ``[n_items, levels]`` codes.
+
+    Raises:
+        ConfigError: Several published files for TIGER, no modalities for MMTIGER, or a
+            modality without a feature file.
     """
     published = _as_list(config["semantic_ids_from"])
     if published:
-        if kind == "tiger" and len(published) > 1:
-            raise ConfigError(
-                f"TIGER takes one semantic_ids_from file, got {published}; MMTIGER concatenates several"
-            )
-        sources = []
-        for name in published:
-            path, codes = _published_codes(config, name, item_tokens)
-            sources.append(
-                ({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c)
-            )
-        return sources
-    if kind == "tiger":
-        modalities = [params["modality"]]
-    else:
-        modalities = _as_list(config["mmtiger_modalities"] or config["modalities"])
-        if not modalities:
-            raise ConfigError(
-                "MMTIGER needs modalities: set 'mmtiger_modalities' or 'modalities' (e.g. [text, image])"
-            )
-    sources = []
-    for modality in modalities:
-        path = (config["feature_files"] or {}).get(modality) or feature_path(
-            config["data_path"], config["dataset"], modality
-        )
-        if not os.path.isfile(path):
-            raise ConfigError(f"{kind.upper()}: modality '{modality}' has no feature file {path}")
-        features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
-        features = features[1:].numpy()
-        key = {
-            "modality": modality,
-            "params": params,
-            "features": hashlib.sha256(features.tobytes()).hexdigest(),
-        }
-        sources.append((key, lambda f=features: fit_rqvae(f, params, config["device"], show_progress)))
-    return sources
+        return _published_sources(config, kind, published, item_tokens)
+    return _fitted_sources(config, kind, item_tokens, show_progress)
 
 
 def tiger_artifact(config, kind, sources, item_tokens):
@@ -150,7 +183,7 @@ def tiger_artifact(config, kind, sources, item_tokens):
     Args:
         config (Config): The run configuration (``data_path``, ``dataset``).
         kind (str): ``tiger`` or ``mmtiger``.
-        sources (list[tuple[dict, Callable]]): :func:`_code_sources`' ``(key part, build)`` pairs.
+        sources (list[tuple[dict, Callable]]): :func:`code_sources`' ``(key part, build)`` pairs.
         item_tokens (list[str]): Item tokens, in RecBole's id order.
 
     Returns:
@@ -159,10 +192,17 @@ def tiger_artifact(config, kind, sources, item_tokens):
     key_parts = {
         "kind": kind,
         "parts": [part for part, _ in sources],
-        "items": hashlib.sha256("\x1f".join(item_tokens).encode()).hexdigest(),
+        "items": sha256_of_bytes("\x1f".join(item_tokens)),
     }
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
-    return os.path.join(config["data_path"], f"{config['dataset']}.{kind}-{key[:16]}.sid.npz"), key, key_parts
+    key = sha256_of(key_parts)
+    return keyed_path(config, kind, key, ".sid.npz"), key, key_parts
+
+
+def _cached_statistics(path, expected_key):
+    """The code statistics of the semantic-ID file ``path`` if it was built for ``expected_key``."""
+    _, _, meta = read_semantic_id_file(path)
+    check_cache_key(path, meta, expected_key)
+    return meta["stats"]
 
 
 def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
@@ -175,16 +215,11 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
     Returns:
         tuple[str, str, dict]: Path, cache key and code statistics (before dedup).
     """
-    params = {**RQVAE_DEFAULTS, **(config["rqvae"] or {})}
-    sources = _code_sources(config, kind, params, item_tokens, show_progress)
+    sources = code_sources(config, kind, item_tokens, show_progress)
     out, key, key_parts = tiger_artifact(config, kind, sources, item_tokens)
-    if os.path.isfile(out):
-        try:
-            _, _, meta = read_semantic_id_file(out)
-            if meta.get("cache_key") == key:
-                return out, key, meta["stats"]
-        except DataError:
-            pass
+    stats = reuse_cached(out, key, _cached_statistics)
+    if stats is not None:
+        return out, key, stats
     codes = np.concatenate([np.asarray(build()) for _, build in sources], axis=1)
     stats = code_statistics(codes, int(codes.max()) + 1)
     write_semantic_id_file(

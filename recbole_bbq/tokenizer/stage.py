@@ -10,42 +10,43 @@ artifact has none (e.g. the run that made it was killed while drawing). Temporar
 killed writer left next to either are removed before they are written.
 """
 
-import hashlib
-import json
 import os
 from logging import getLogger
 
 import numpy as np
 
+from recbole_bbq.data.artifacts import (
+    atomic_write,
+    check_cache_key,
+    keyed_path,
+    meta_array,
+    reuse_cached,
+    save_npz,
+    sha256_of,
+    sha256_of_bytes,
+)
 from recbole_bbq.data.features import align_to_items
-from recbole_bbq.data.io import atomic_path, remove_stale_temp_files
-from recbole_bbq.data.semantic_ids import check_cache_key, read_extra_arrays, read_semantic_id_file
+from recbole_bbq.data.io import remove_stale_temp_files
+from recbole_bbq.data.semantic_ids import read_extra_arrays, read_semantic_id_file
 from recbole_bbq.errors import DataError
 from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
 from recbole_bbq.tokenizer.tokenizer import BBQTokenizer, tokenizer_params
-
-
-def _array_digest(*arrays):
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
 
 
 def tokenizer_cache_key(params, item_tokens, features, behaviour_key):
     """Hash of the tokenizer config, the item set, every modality matrix and the behaviour key."""
     parts = {
         "params": params,
-        "items": _array_digest(np.asarray(item_tokens, dtype=str)),
-        "features": {m: _array_digest(x) for m, x in sorted(features.items())},
+        "items": sha256_of_bytes(np.asarray(item_tokens, dtype=str)),
+        "features": {m: sha256_of_bytes(x) for m, x in sorted(features.items())},
         "behaviour": behaviour_key,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return sha256_of(parts)
 
 
 def artifact_path(config, key):
     """``<data_path>/<dataset>.bbq-<key[:16]>.sid.npz``."""
-    return os.path.join(config["data_path"], f"{config['dataset']}.bbq-{key[:16]}.sid.npz")
+    return keyed_path(config, "bbq", key, ".sid.npz")
 
 
 def usage_plot_path(path):
@@ -94,11 +95,8 @@ def save_artifact(path, item_tokens, encoded, stats, meta):
     for signal, codes in encoded["codes"].items():
         arrays[f"codes_{signal}"] = codes
         arrays[f"quantized_{signal}"] = encoded["quantized"][signal].astype(np.float32)
-    arrays["meta"] = np.asarray(json.dumps({**meta, "stats": stats}, sort_keys=True))
-    remove_stale_temp_files(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    arrays["meta"] = meta_array({**meta, "stats": stats})
+    save_npz(path, **arrays)
 
 
 def load_artifact(path, expected_key=None):
@@ -134,8 +132,7 @@ def plot_code_usage(path, codes, codebook_size):
         axis.set_xlabel("code (sorted by use)")
         axis.set_ylabel("items")
     figure.tight_layout()
-    remove_stale_temp_files(path)
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     plt.close(figure)
 
@@ -177,6 +174,10 @@ def format_statistics(stats):
     return "\n".join(lines)
 
 
+def _warn_unusable(error):
+    getLogger().warning(f"tokenizer: rebuilding unusable artifact ({error})")
+
+
 def run_tokenizer_stage(config, show_progress=True):
     """Fit (or reuse) the BBQ tokenizer for ``config``'s dataset.
 
@@ -192,14 +193,11 @@ def run_tokenizer_stage(config, show_progress=True):
     _, item_tokens, features, behaviour, behaviour_key = tokenizer_inputs(config, show_progress)
     path, key = tokenizer_artifact_path(config, item_tokens, features, behaviour_key)
     remove_stale_temp_files(path)
-    if os.path.isfile(path):
-        try:
-            artifact = load_artifact(path, expected_key=key)
-            logger.info(f"tokenizer: reusing {path}")
-            ensure_usage_plot(path, artifact)
-            return path, artifact["meta"]["stats"]
-        except DataError as error:
-            logger.warning(f"tokenizer: rebuilding unusable artifact ({error})")
+    artifact = reuse_cached(path, key, load_artifact, on_unusable=_warn_unusable)
+    if artifact is not None:
+        logger.info(f"tokenizer: reusing {path}")
+        ensure_usage_plot(path, artifact)
+        return path, artifact["meta"]["stats"]
     tokenizer = BBQTokenizer(**params).fit(
         features, behaviour, device=config["device"], show_progress=show_progress
     )

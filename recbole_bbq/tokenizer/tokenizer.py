@@ -1,26 +1,18 @@
 """BBQ tokenizer API: ``fit`` on item vectors, ``encode`` (also for cold-start items), statistics."""
 
 import math
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from tqdm import tqdm
 
 from recbole_bbq.errors import ConfigError
-from recbole_bbq.resources import property_file
 from recbole_bbq.tokenizer.bbq import FUSED, BBQTokenizerModel
+from recbole_bbq.tokenizer.defaults import section_defaults
+from recbole_bbq.tokenizer.training import LoopSettings, QuantizerHooks, train_quantizer
 
-
-def _load_defaults():
-    """Tokenizer defaults: the ``tokenizer`` section of ``properties/tokenizer/BBQ.yaml``."""
-    with open(property_file("tokenizer", "BBQ.yaml"), encoding="utf-8") as f:
-        return yaml.safe_load(f)["tokenizer"]
-
-
-DEFAULTS = _load_defaults()
+# Tokenizer defaults: the ``tokenizer`` section of ``properties/tokenizer/BBQ.yaml``.
+DEFAULTS = section_defaults("BBQ.yaml")
 MODEL_KEYS = (
     "latent_dim",
     "hidden_dim",
@@ -90,6 +82,77 @@ def _normalise(matrix):
     return F.normalize(torch.as_tensor(np.asarray(matrix), dtype=torch.float32), dim=-1)
 
 
+def _quantizer_inputs(model, z):
+    """Per distinct quantizer of ``model``, the latents it quantizes (all signals when shared)."""
+    groups = {}
+    for signal, quantizer in model.quantizers.items():
+        groups.setdefault(id(quantizer), (quantizer, []))[1].append(z[signal])
+    return [(quantizer, torch.cat(vectors)) for quantizer, vectors in groups.values()]
+
+
+class _BBQTraining(QuantizerHooks):
+    """BBQ's steps of the shared training loop: main loss plus CLUB's own step.
+
+    Args:
+        tokenizer (BBQTokenizer): Its ``params``; its ``model`` is set as soon as it is built.
+        features (dict[str, array]): ``[N, d_m]`` vectors per modality.
+        behaviour (array): ``[N, d_b]`` behaviour vectors.
+        device (str): Torch device.
+    """
+
+    def __init__(self, tokenizer, features, behaviour, device):
+        self.tokenizer, self.params, self.device = tokenizer, tokenizer.params, device
+        self.dims = {m: int(np.asarray(v).shape[1]) for m, v in features.items()}
+        self.behaviour_dim = int(np.asarray(behaviour).shape[1])
+        self.x = {m: _normalise(v).to(device) for m, v in features.items()}
+        self.b = _normalise(behaviour).to(device)
+
+    def build_model(self):
+        kwargs = {key: self.params[key] for key in MODEL_KEYS}
+        self.tokenizer.model = BBQTokenizerModel(self.dims, self.behaviour_dim, **kwargs).to(self.device)
+        return self.tokenizer.model
+
+    def parameter_groups(self, model):
+        club_params = list(model.club.parameters())
+        club_ids = {id(q) for q in club_params}
+        main_params = [q for q in model.parameters() if id(q) not in club_ids]
+        return [(main_params, self.params["learning_rate"]), (club_params, self.params["club_learning_rate"])]
+
+    @torch.no_grad()
+    def _quantizer_inputs(self, model):
+        model.eval()
+        _, z = model.latents(self.x, self.b)
+        return _quantizer_inputs(model, z)
+
+    def init_codebooks(self, model):
+        for quantizer, vectors in self._quantizer_inputs(model):
+            quantizer.init_kmeans(vectors, seed=self.params["seed"])
+
+    def reseed_dead_codes(self, model, generator):
+        inputs = self._quantizer_inputs(model)
+        return sum(quantizer.reseed_dead_codes(vectors, generator) for quantizer, vectors in inputs)
+
+    def train_step(self, model, optimizers, batch):
+        p, (optimizer, club_optimizer) = self.params, optimizers
+        losses, specific, z = model({m: v[batch] for m, v in self.x.items()}, self.b[batch])
+        total = losses["rec"] + losses["rq"]
+        if p["use_club"]:
+            total = total + p["mi_weight"] * losses["mi"]
+        if p["use_align"]:
+            total = total + p["align_weight"] * losses["align"]
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        # CLUB's own step: maximise q's log-likelihood on the detached latents.
+        club_optimizer.zero_grad()
+        (-model.club_log_likelihood(specific, z)).backward()
+        club_optimizer.step()
+        return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
+
+    def progress(self, totals):
+        return {"loss": f"{totals['total']:.4f}"}
+
+
 class BBQTokenizer:
     """Fit BBQ on item vectors and turn items into behaviour-bound semantic IDs.
 
@@ -108,11 +171,6 @@ class BBQTokenizer:
         self.history = []
         self.fit_seconds = float("nan")
 
-    def _build_model(self, features, behaviour):
-        dims = {m: int(np.asarray(x).shape[1]) for m, x in features.items()}
-        kwargs = {key: self.params[key] for key in MODEL_KEYS}
-        return BBQTokenizerModel(dims, int(np.asarray(behaviour).shape[1]), **kwargs)
-
     def fit(self, features, behaviour, device="cpu", show_progress=True):
         """Train the tokenizer.
 
@@ -125,74 +183,11 @@ class BBQTokenizer:
         Returns:
             BBQTokenizer: ``self``.
         """
-        p = self.params
-        torch.manual_seed(p["seed"])
-        generator = torch.Generator().manual_seed(p["seed"])
-        x = {m: _normalise(v).to(device) for m, v in features.items()}
-        b = _normalise(behaviour).to(device)
-        self.model = model = self._build_model(features, behaviour).to(device)
-        club_params = list(model.club.parameters())
-        club_ids = {id(q) for q in club_params}
-        main_params = [q for q in model.parameters() if id(q) not in club_ids]
-        optimizer = torch.optim.Adam(main_params, lr=p["learning_rate"])
-        club_optimizer = torch.optim.Adam(club_params, lr=p["club_learning_rate"])
-        self._init_codebooks(x, b)
-
-        n, start = len(b), time.time()
-        epochs = tqdm(range(p["epochs"]), desc="BBQ tokenizer", disable=not show_progress)
-        for epoch in epochs:
-            model.train()
-            totals = {}
-            for batch in torch.randperm(n, generator=generator).split(p["batch_size"]):
-                losses = self._step(
-                    model, optimizer, club_optimizer, {m: v[batch] for m, v in x.items()}, b[batch]
-                )
-                for key, value in losses.items():
-                    totals[key] = totals.get(key, 0.0) + value * len(batch) / n
-            if p["reseed_dead_codes"] and epoch < p["epochs"] - 1:
-                totals["reseeded"] = self._reseed(x, b, generator)
-            self.history.append(totals)
-            epochs.set_postfix(loss=f"{totals['total']:.4f}")
-        self.fit_seconds = time.time() - start
+        reseed = self.params["reseed_dead_codes"]
+        settings = LoopSettings.from_params(self.params, "BBQ tokenizer", show_progress, reseed)
+        hooks = _BBQTraining(self, features, behaviour, device)
+        self.fit_seconds = train_quantizer(hooks, len(hooks.b), settings, history=self.history).seconds
         return self
-
-    def _step(self, model, optimizer, club_optimizer, x, b):
-        p = self.params
-        losses, specific, z = model(x, b)
-        total = losses["rec"] + losses["rq"]
-        if p["use_club"]:
-            total = total + p["mi_weight"] * losses["mi"]
-        if p["use_align"]:
-            total = total + p["align_weight"] * losses["align"]
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        # CLUB's own step: maximise q's log-likelihood on the detached latents.
-        club_optimizer.zero_grad()
-        (-model.club_log_likelihood(specific, z)).backward()
-        club_optimizer.step()
-        return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
-
-    @torch.no_grad()
-    def _signal_latents(self, x, b):
-        self.model.eval()
-        _, z = self.model.latents(x, b)
-        return z
-
-    def _quantizer_inputs(self, z):
-        """Per distinct quantizer, the latents it quantizes (all signals when shared)."""
-        groups = {}
-        for signal, quantizer in self.model.quantizers.items():
-            groups.setdefault(id(quantizer), (quantizer, []))[1].append(z[signal])
-        return [(quantizer, torch.cat(vectors)) for quantizer, vectors in groups.values()]
-
-    def _init_codebooks(self, x, b):
-        for quantizer, vectors in self._quantizer_inputs(self._signal_latents(x, b)):
-            quantizer.init_kmeans(vectors, seed=self.params["seed"])
-
-    def _reseed(self, x, b, generator):
-        inputs = self._quantizer_inputs(self._signal_latents(x, b))
-        return sum(quantizer.reseed_dead_codes(vectors, generator) for quantizer, vectors in inputs)
 
     def _require_fitted(self):
         if self.model is None:

@@ -1,27 +1,24 @@
-"""Shared pieces of the dataset converters: text cleaning, atomic files, YAML, stats and CLI.
+"""Shared pieces of the dataset converters: cell text, atomic files, dataset YAML, statistics, writing.
 
 Every converter builds a :class:`Conversion` in memory (atomic files as text, the dataset
 YAML, feature matrices, semantic-ID codes) and hands it to :func:`write_conversion`, which
 writes everything into a staging folder and only then moves the files into
 ``<output_dir>/<name>/``. Bad input therefore never leaves a half-written dataset behind.
+Reading the source files is in :mod:`recbole_bbq.converters.inputs`.
 """
 
-import argparse
-import glob
 import html
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 
 import yaml
 
 from recbole_bbq.data.features import feature_path, register_modality, write_feature_file
-from recbole_bbq.data.io import read_text_lines, write_text_atomic
+from recbole_bbq.data.io import write_text_atomic
 from recbole_bbq.data.semantic_ids import semantic_id_path, write_semantic_id_file
-from recbole_bbq.errors import DataError, RecBoleBBQError
 
 DEFAULT_MAX_HISTORY = 50
 INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
@@ -260,87 +257,6 @@ def format_stats(name, stats):
     return "\n".join(lines + list(stats.get("notes", ())))
 
 
-# --------------------------------------------------------------------------- input files
-
-
-def require_folder(path):
-    """Raise :class:`DataError` unless ``path`` is an existing folder."""
-    if not os.path.isdir(path):
-        raise DataError(f"{path}: input folder not found")
-
-
-def find_source_file(folder, suffix, source_name=None):
-    """The one ``<prefix><suffix>`` file in ``folder``.
-
-    Args:
-        folder (str): Input folder.
-        suffix (str): File name ending, e.g. ``".train.inter"``.
-        source_name (str, optional): The prefix; auto-detected when omitted.
-
-    Returns:
-        tuple[str, str]: ``(path, prefix)``.
-
-    Raises:
-        DataError: If the file is missing or several candidates exist.
-    """
-    require_folder(folder)
-    if source_name:
-        path = os.path.join(folder, source_name + suffix)
-        if not os.path.isfile(path):
-            raise DataError(f"{path}: file not found")
-        return path, source_name
-    matches = sorted(glob.glob(os.path.join(glob.escape(folder), "*" + suffix)))
-    if not matches:
-        raise DataError(f"{folder}: no *{suffix} file in this folder")
-    if len(matches) > 1:
-        names = ", ".join(os.path.basename(m) for m in matches)
-        raise DataError(f"{folder}: several *{suffix} files ({names}); pass --source-name")
-    return matches[0], os.path.basename(matches[0])[: -len(suffix)]
-
-
-def read_lines(path, encoding="utf-8"):
-    """Yield ``(line_no, line)`` of a plain or gzip text file, without the line end.
-
-    Raises:
-        DataError: Naming the file, line and byte offset of a byte that is not ``encoding``
-            (see :func:`recbole_bbq.data.io.read_text_lines`), or an unreadable file.
-    """
-    for line_no, line in read_text_lines(path, encoding):
-        yield line_no, line.rstrip("\r\n")
-
-
-def require_rows(path, rows, what="data rows"):
-    """Raise :class:`DataError` when a file gave no ``rows`` (a header-only or empty file)."""
-    if not rows:
-        raise DataError(f"{path}: no {what}; the file is empty or holds only a header")
-    return rows
-
-
-def read_index_map(path):
-    """Read a ``name<whitespace>integer index`` file (``item2index``, ``user2id``, ...).
-
-    Returns:
-        dict[str, str]: index -> name.
-
-    Raises:
-        DataError: Naming the file and line of a malformed row or a repeated index.
-    """
-    names = {}
-    for line_no, line in read_lines(path):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise DataError(f"{path}, line {line_no}: expected 'name index', got {line.strip()!r}")
-        name, index = parts
-        if not index.isdigit():
-            raise DataError(f"{path}, line {line_no}: index '{index}' is not a non-negative integer")
-        if index in names:
-            raise DataError(f"{path}, line {line_no}: index {index} appears twice")
-        names[index] = name
-    return names
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -403,42 +319,29 @@ def write_conversion(conversion, output_dir):
     return target
 
 
-# --------------------------------------------------------------------------- CLI
+def leave_one_out_conversion(name, max_history, header, histories, catalogue, items, extra_columns=()):
+    """A :class:`Conversion` of a ``NAME.inter`` dataset that RecBole splits leave-one-out by time.
 
-
-def base_parser(description):
-    """Argument parser with the options every converter shares."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--input", required=True, help="source folder (or file, where noted)")
-    parser.add_argument("--name", required=True, help="dataset name of the output")
-    parser.add_argument(
-        "--output-dir", default="dataset", help="parent folder of the output (default: dataset)"
-    )
-    parser.add_argument(
-        "--max-history",
-        type=int,
-        default=DEFAULT_MAX_HISTORY,
-        help=f"longest history kept / MAX_ITEM_LIST_LENGTH (default: {DEFAULT_MAX_HISTORY})",
-    )
-    return parser
-
-
-def run_cli(parser, convert, argv=None):
-    """Parse ``argv``, run ``convert`` and print its statistics.
+    Args:
+        name (str): Dataset name.
+        max_history (int): ``MAX_ITEM_LIST_LENGTH`` of the dataset.
+        header (Sequence[str]): ``name:type`` fields of ``NAME.inter``.
+        histories (dict[str, list[tuple]]): user -> that user's ``NAME.inter`` rows, oldest
+            first; users are written in this order.
+        catalogue (Sequence[str]): Item tokens, in ``NAME.item`` row order.
+        items (dict[str, dict]): Per-item fields (see :func:`item_file_text`).
+        extra_columns (Sequence[tuple[str, str]]): Additional ``NAME.item`` columns.
 
     Returns:
-        int: 0 on success, 2 on a data error (printed as ``error: <message>``).
+        Conversion: ``NAME.inter``, ``NAME.item``, the dataset YAML and the statistics.
     """
-    options = vars(parser.parse_args(argv))
-    if options["max_history"] < 1:
-        parser.error("--max-history must be at least 1")
-    if not options["name"] or os.path.basename(options["name"]) != options["name"]:
-        parser.error(f"--name must be a plain folder name, got '{options['name']}'")
-    try:
-        stats = convert(**options)
-    except RecBoleBBQError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(format_stats(options["name"], stats))
-    print(f"written to {os.path.join(options['output_dir'], options['name'])}")
-    return 0
+    rows = (row for history in histories.values() for row in history)
+    return Conversion(
+        name=name,
+        files={
+            ".inter": atomic_file_text(header, rows),
+            ".item": item_file_text(catalogue, items, extra_columns),
+        },
+        config=leave_one_out_config(max_history),
+        stats=dataset_stats((len(history) for history in histories.values()), len(catalogue)),
+    )
