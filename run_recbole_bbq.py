@@ -6,6 +6,10 @@ Examples:
     python run_recbole_bbq.py --model=SASRec --nproc=2          # 2 processes (GPUs, or gloo on CPU)
     python run_recbole_bbq.py --model=BBQRec --dataset=Scientific --stage=tokenize
 
+Tuning on valid, the same budget for every model (tuning.md, tuned.yaml; resumable):
+    python run_recbole_bbq.py --tune --model=SASRec,BBQRec --dataset=Scientific \\
+        --config_files="benchmarks/configs/scientific.yaml benchmarks/configs/tuning/scientific.yaml"
+
 Comparison (every model x seed under one protocol; results/<dataset>/comparison.md, .csv, .png,
 protocol.json and runs/<model>-seed<seed>.json; a rerun skips the finished runs):
     python run_recbole_bbq.py --model=SASRec,TIGER,BBQRec --dataset=Scientific --seeds=2020,2021,2022
@@ -61,6 +65,13 @@ def build_parser():
         help="comparison: train nothing, rebuild the report from the finished runs",
     )
     parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune every --model (comma-separated; models or compare_variants labels) on valid with "
+        "the same budget (the 'tuning' section of --config_files); writes tuning.md and tuned.yaml",
+    )
+    parser.add_argument(
+        "--prune_cache",
         "--prune-cache",
         action="store_true",
         help="list the artifacts in the dataset folder that no current config (--config_files) "
@@ -124,6 +135,22 @@ def run_comparison_cli(args, config_file_list, argv):
     if summary.get("n_not_run"):
         print(f"{summary['n_not_run']} cells have no run yet (the report lists their seeds)")
     return 0 if summary["n_ok"] else 1
+
+
+def tune_cli(args, config_file_list):
+    """Run :func:`recbole_bbq.tuning.run_tuning`; print where its reports are."""
+    if args.seeds is not None or args.stage != "train":
+        raise ConfigError(
+            "--tune picks settings on valid with the tuning section's seed; drop --seeds/--stage"
+        )
+    if args.nproc != 1 or args.world_size > 0:
+        raise ConfigError("--tune runs its trials in one process; drop --nproc/--world_size")
+    from recbole_bbq.tuning import run_tuning
+
+    labels = [m for m in args.model.split(",") if m.strip()]
+    paths = run_tuning(labels, args.dataset, config_file_list, args.results_dir, report_only=args.report_only)
+    print(f"tuning: {paths['markdown']}\nbest settings (compare_variants): {paths['yaml']}")
+    return 0
 
 
 def prune_cache_cli(args, config_file_list):
@@ -195,6 +222,8 @@ def run_command(args, config_file_list, argv):
     check_config_files(config_file_list)
     if args.prune_cache:
         return prune_cache_cli(args, config_file_list)
+    if args.tune:
+        return tune_cli(args, config_file_list)
     if is_comparison(args):
         return run_comparison_cli(args, config_file_list, argv)
     if args.stage != "train":

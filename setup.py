@@ -24,6 +24,7 @@ setup(
         "tqdm>=4.60",
         "scikit-learn>=1.2",
         "scipy>=1.9",
+        "hyperopt>=0.2.7",
         "matplotlib>=3.6",
         "transformers>=4.40",
         "open_clip_torch>=2.20",

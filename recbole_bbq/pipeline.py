@@ -199,7 +199,7 @@ def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None
     return {"semantic_ids_file": path, "semantic_ids_key": key}
 
 
-def run_pipeline(model, dataset, config_file_list=None, config_dict=None, **run_kwargs):
+def run_pipeline(model, dataset, config_file_list=None, config_dict=None, test=True, **run_kwargs):
     """Every missing stage for ``model``, then training and evaluation (``--stage=train``).
 
     Args:
@@ -207,6 +207,7 @@ def run_pipeline(model, dataset, config_file_list=None, config_dict=None, **run_
         dataset (str): Dataset name.
         config_file_list (list[str], optional): YAML files.
         config_dict (dict, optional): Overrides.
+        test (bool): Evaluate the test split; False never evaluates it (tuning on valid).
         **run_kwargs: ``saved``, ``nproc``, ``world_size``, ``ip``, ``port``, ``group_offset`` of
             :func:`recbole_bbq.quick_start.run`.
 
@@ -218,5 +219,10 @@ def run_pipeline(model, dataset, config_file_list=None, config_dict=None, **run_
     check_model_name(model)
     overrides = prepare_semantic_ids(model, dataset, config_file_list, config_dict)
     return run(
-        model, dataset, config_file_list, config_dict={**(config_dict or {}), **overrides}, **run_kwargs
+        model,
+        dataset,
+        config_file_list,
+        config_dict={**(config_dict or {}), **overrides},
+        test=test,
+        **run_kwargs,
     )

@@ -11,11 +11,26 @@ import torch.distributed as dist
 from recbole.utils import init_seed, set_color
 
 from recbole_bbq.config import Config
+from recbole_bbq.evaluation import USERS
 from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer, init_logger
 
+# Decimals of the stored per-user test values (enough for any mean; keeps run records small).
+PER_USER_DECIMALS = 6
 
-def _train_and_test(config, saved=True, verbose=True):
-    """Build dataset, model and trainer from ``config``; train, then test the best checkpoint."""
+
+def _train_and_test(config, saved=True, verbose=True, test=True):
+    """Build dataset, model and trainer from ``config``; train, then test the best checkpoint.
+
+    Args:
+        config (Config): The run's config.
+        saved (bool): Save the best checkpoint and test it (otherwise test the last weights).
+        verbose (bool): Log and show progress.
+        test (bool): Evaluate the test split; False never evaluates it (``test_result`` and
+            ``test_per_user`` are None), e.g. for tuning on valid.
+
+    Returns:
+        dict: See :func:`run_recbole_bbq`.
+    """
     logger = getLogger()
     dataset = create_dataset(config)
     logger.info(dataset)
@@ -33,11 +48,15 @@ def _train_and_test(config, saved=True, verbose=True):
         saved=saved,
         show_progress=config["show_progress"] and verbose,
     )
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"] and verbose
-    )
+    test_result, test_per_user = None, None
+    if test:
+        test_result = trainer.evaluate(
+            test_data, load_best_model=saved, show_progress=config["show_progress"] and verbose
+        )
+        test_per_user = per_user_record(dataset, getattr(trainer, "last_per_user", None), config)
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    if test:
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -46,11 +65,39 @@ def _train_and_test(config, saved=True, verbose=True):
         "valid_curve": getattr(trainer, "valid_curve", []),
         "stop_reason": getattr(trainer, "stop_reason", None),
         "epochs_trained": getattr(trainer, "epochs_trained", None),
+        "test_per_user": test_per_user,
     }
 
 
+def per_user_record(dataset, per_user, config):
+    """The per-user test values as stored in a run's result (plain lists, small JSON).
+
+    Args:
+        dataset (Dataset): The run's dataset (maps user ids to their tokens).
+        per_user (dict | None): A trainer's ``last_per_user`` (user ids and metric columns).
+        config (Config): The run's config.
+
+    Returns:
+        dict | None: ``{"users": [user tokens], "<metric>@<k>": [values rounded to 6 decimals],
+        ...}`` for every metric at the valid metric's cut-off (e.g. ``ndcg@10``, ``recall@10``),
+        which keeps records small; None when the trainer kept none (a multi-process run, or no
+        top-k metric).
+    """
+    if per_user is None:
+        if not config["single_spec"]:
+            getLogger().info("per-user test metrics are not kept in a multi-process run")
+        return None
+    tokens = dataset.id2token(config["USER_ID_FIELD"], per_user[USERS])
+    record = {USERS: [str(token) for token in tokens]}
+    cutoff = "@" + str(config["valid_metric"]).split("@")[-1]
+    for name, values in per_user.items():
+        if name != USERS and name.endswith(cutoff):
+            record[name] = [round(float(value), PER_USER_DECIMALS) for value in values]
+    return record
+
+
 def run_recbole_bbq(
-    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None, test=True
 ):
     """Train and test one model on one dataset, like ``recbole.quick_start.run_recbole``.
 
@@ -61,11 +108,15 @@ def run_recbole_bbq(
         config_dict (dict, optional): Parameters that override the YAML files.
         saved (bool): Save the best checkpoint and test it (otherwise test the last weights).
         queue (multiprocessing.SimpleQueue, optional): Rank 0 puts its result here in DDP runs.
+        test (bool): Evaluate the test split; False never evaluates it (tuning on valid).
 
     Returns:
-        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``,
-        ``valid_curve`` (one entry per validation), ``stop_reason`` (``early_stopping``,
-        ``epoch_limit`` or ``time_budget``) and ``epochs_trained``.
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``
+        (None without ``test``), ``valid_curve`` (one entry per validation), ``stop_reason``
+        (``early_stopping``, ``epoch_limit`` or ``time_budget``), ``epochs_trained`` and
+        ``test_per_user`` (``{"users": [user tokens], "ndcg@10": [...], ...}``: the test users
+        only, one value per user and top-k metric; None without ``test`` and in multi-process
+        runs, where each process evaluates only its share of the users).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -74,7 +125,8 @@ def run_recbole_bbq(
     logger.info(config)
     distributed = not config["single_spec"] and dist.is_initialized()
     try:
-        result = _train_and_test(config, saved=saved)
+        # Only a run without test passes ``test``: stand-ins of _train_and_test keep working.
+        result = _train_and_test(config, saved=saved, **({} if test else {"test": False}))
         if distributed:
             dist.barrier()  # no rank tears down while another still communicates
     finally:
@@ -98,6 +150,7 @@ def _run_rank(rank, model, dataset, config_file_list, kwargs):
         config_dict=config_dict,
         saved=kwargs.get("saved", True),
         queue=kwargs.get("queue"),
+        test=kwargs.get("test", True),
     )
 
 
@@ -112,6 +165,7 @@ def run(
     ip="localhost",
     port="5678",
     group_offset=0,
+    test=True,
 ):
     """Run one model, in this process or as ``nproc`` DDP processes on this node.
 
@@ -126,13 +180,16 @@ def run(
         ip (str): Address of the rank-0 node.
         port (str): Free TCP port on the rank-0 node.
         group_offset (int): Global rank of this node's first process.
+        test (bool): Evaluate the test split; False never evaluates it (tuning on valid).
 
     Returns:
         dict | None: The result of rank 0 (see :func:`run_recbole_bbq`); None on nodes other
         than the first.
     """
     if nproc == 1 and world_size <= 0:
-        return run_recbole_bbq(model, dataset, config_file_list, config_dict=config_dict, saved=saved)
+        return run_recbole_bbq(
+            model, dataset, config_file_list, config_dict=config_dict, saved=saved, test=test
+        )
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
@@ -144,18 +201,19 @@ def run(
         nproc=nproc,
         offset=group_offset,
     )
-    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved, "test": test}
     mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
+def objective_function(config_dict=None, config_file_list=None, saved=True, test=True):
     """Objective for RecBole's ``HyperTuning`` (hyperopt), without ray.
 
     Args:
         config_dict (dict, optional): The sampled hyper-parameters plus fixed settings.
         config_file_list (list[str], optional): YAML config files.
         saved (bool): Save and test the best checkpoint.
+        test (bool): Evaluate the test split; False never evaluates it (tuning on valid).
 
     Returns:
         dict: ``model`` plus the keys of :func:`run_recbole_bbq`'s result.
@@ -167,5 +225,5 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
         logger.removeHandler(handler)
     init_logger(config)
     logging.basicConfig(level=logging.ERROR)
-    result = _train_and_test(config, saved=saved, verbose=False)
+    result = _train_and_test(config, saved=saved, verbose=False, test=test)
     return {"model": config["model"], **result}

@@ -22,6 +22,7 @@ from recbole_bbq.checkpoint import (
 )
 from recbole_bbq.data.io import atomic_path
 from recbole_bbq.errors import ConfigError
+from recbole_bbq.evaluation import PerUserCollector, PerUserEvaluator
 from recbole_bbq.schedule import build_lr_scheduler
 
 # Why a training run ended (stored in run records and shown in comparison reports).
@@ -55,6 +56,9 @@ class CompatTrainerMixin:
     * ``checkpoint_name`` (default none): the best checkpoint is ``<name>-best.pth`` and the whole
       training state is saved to ``<name>-last.pth`` after every validation; a run that finds that
       file resumes from it instead of from epoch 0.
+    * Per-user metrics: after :meth:`evaluate`, ``last_per_user`` holds the evaluated users' ids
+      and every top-k metric per user (:mod:`recbole_bbq.evaluation`). A multi-process (DDP) run
+      keeps none (None): each process evaluates only its share of the users.
     """
 
     def __init__(self, config, model):
@@ -84,6 +88,9 @@ class CompatTrainerMixin:
         if self._mixed_precision == "fp16" and self.device.type == "cuda":
             self.enable_scaler = True  # fp16 gradients underflow without loss scaling
         self.valid_curve, self.stop_reason, self._epoch = [], None, -1
+        # RecBole's collector and evaluator, also keeping each evaluation's per-user values.
+        self.eval_collector, self.evaluator = PerUserCollector(config), PerUserEvaluator(config)
+        self.last_per_user = None
 
     def fit(
         self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None
@@ -272,12 +279,20 @@ class CompatTrainerMixin:
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        """Evaluate as RecBole does, loading the best checkpoint with :func:`load_checkpoint`."""
+        """Evaluate as RecBole does, loading the best checkpoint with :func:`load_checkpoint`.
+
+        Afterwards ``last_per_user`` holds this evaluation's per-user values (see
+        :class:`~recbole_bbq.evaluation.PerUserEvaluator`), or None in a multi-process run.
+        """
         if eval_data and load_best_model:
             self._load_weights(model_file or self.saved_model_file)
-        return super().evaluate(
+        self.last_per_user = self.evaluator.per_user = None
+        result = super().evaluate(
             eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress
         )
+        if self.config["single_spec"]:  # a DDP process sees only its share of the users
+            self.last_per_user = self.evaluator.per_user
+        return result
 
     def resume_checkpoint(self, resume_file):
         """Resume training from ``resume_file`` (model, optimizer, epoch and early-stop state)."""

@@ -40,6 +40,7 @@ from recbole_bbq.rules import (
 )
 from recbole_bbq.schedule import SCHEDULES
 from recbole_bbq.trainer import AMP_DTYPES
+from recbole_bbq.tuning import TUNING_ALGORITHMS
 
 # Top-level keys. RecBole keys are listed only where a bad value fails late or deep inside torch.
 RULES = {
@@ -55,6 +56,7 @@ RULES = {
     "max_train_seconds": number(0, low_open=True, optional=True),
     "checkpoint_name": string(optional=True),
     "trust_checkpoint_files": boolean(),
+    "compare_reference": string(optional=True),
     "lr_scheduler": choice(*SCHEDULES),
     "warmup": number(0),
     "min_lr_ratio": number(0, 1),
@@ -71,6 +73,7 @@ RULES = {
     "behaviour": mapping(optional=True),
     "tokenizer": mapping(optional=True),
     "rqvae": mapping(optional=True),
+    "tuning": mapping(optional=True),
     # properties/model/*.yaml: the generative backbone (TIGER, MMTIGER, BBQRec)
     "d_model": integer(1),
     "n_layers": integer(1),
@@ -95,6 +98,7 @@ RULES = {
     "s2i_temperature": number(0, low_open=True),
     "s2i_negatives": choice("all", "batch"),
     "score_mode": choice(*SCORE_MODES),
+    "fusion_weight": number(0),
     # UniSRec
     "text_modality": string(),
     "item_repr": choice(*ITEM_REPRS),
@@ -147,9 +151,18 @@ RQVAE_RULES = {
     "seed": integer(0),
 }
 
+# The ``tuning`` section (run_recbole_bbq.py --tune; recbole_bbq/tuning.py)
+TUNING_RULES = {
+    "trials": integer(1),
+    "algo": choice(*TUNING_ALGORITHMS),
+    "seed": integer(0),
+    "epochs": integer(1),
+    "space_dir": string(),
+}
+
 # Sections whose own keys are checked too: section -> rules of its keys. ``behaviour`` holds
 # config keys of the behaviour SASRec, so any top-level key is known there.
-SECTIONS = {"tokenizer": TOKENIZER_RULES, "rqvae": RQVAE_RULES, "behaviour": RULES}
+SECTIONS = {"tokenizer": TOKENIZER_RULES, "rqvae": RQVAE_RULES, "behaviour": RULES, "tuning": TUNING_RULES}
 
 # Keys RecBole 1.2.1 reads or sets with no YAML default: set by its Config or by run() for DDP,
 # or read by some RecBole models without a default in their YAML.
@@ -201,6 +214,7 @@ ENTRY_POINT_KEYS = (
     "report_only",
     "group_offset",
     "compare_variants",
+    "tuning_space",
 )
 
 

@@ -426,7 +426,7 @@ def test_learning_rate_not_a_number(capsys, tmp_path, data_root, captured_runs):
 @pytest.mark.parametrize(
     "option, message",
     [
-        ("--score_mode=foo", "score_mode must be one of 'beam', 'dense', 'fused', got 'foo'"),
+        ("--score_mode=foo", "score_mode must be one of 'beam', 'dense', 'fused', 'interpolate', got 'foo'"),
         ("--sim_source=bar", "sim_source must be 'cosine' or 'codes', got 'bar'"),
         ("--beam_size=5", "beam_size (5) must be at least the largest topk (20)"),
     ],

@@ -1,5 +1,6 @@
 """The benchmark configs name real models and keys (a typo would silently change a table)."""
 
+import glob
 import os
 
 import pytest
@@ -27,28 +28,31 @@ def read(name):
         "scientific_cpu.yaml",
         "instruments_gpu.yaml",
         "scientific_converged_cpu.yaml",
+        "scientific_ablations_tuned.yaml",
     ],
 )
 def test_variants_use_known_models_and_keys(name):
     for label, spec in read(name)["compare_variants"].items():
-        model = spec.get("model", label)
+        model = spec.get("model", spec.get("base", label))
         known = Config(model, "tiny", config_dict={"data_path": TEST_DATA}).final_config_dict
         for key, value in spec.items():
             if key == "tokenizer":
                 tokenizer_params(value)  # unknown tokenizer keys raise
-            elif key != "model":
+            elif key not in ("model", "base"):
                 assert key in known, f"{name}: {label} sets unknown key {key}"
 
 
 def test_every_benchmark_config_loads():
-    for name in os.listdir(CONFIGS):
-        config = Config(
-            "SASRec",
-            "tiny",
-            config_file_list=[os.path.join(CONFIGS, name)],
-            config_dict={"data_path": TEST_DATA},
-        )
+    for path in glob.glob(os.path.join(CONFIGS, "**", "*.yaml"), recursive=True):
+        config = Config("SASRec", "tiny", config_file_list=[path], config_dict={"data_path": TEST_DATA})
         assert config["model"] == "SASRec"
+
+
+@pytest.mark.parametrize("model", ["SASRec", "UniSRec", "TIGER", "BBQRec"])
+def test_tuning_spaces_name_known_keys(model):
+    from recbole_bbq.tuning import read_search_space
+
+    assert read_search_space(os.path.join(CONFIGS, "tuning", f"{model}.yaml"))
 
 
 def test_top_level_keys_are_known():
@@ -56,6 +60,6 @@ def test_top_level_keys_are_known():
     known = set()
     for model in ("SASRec", "TIGER", "BBQRec", "FDSA"):
         known |= set(Config(model, "tiny", config_dict={"data_path": TEST_DATA}).final_config_dict)
-    for name in os.listdir(CONFIGS):
+    for name in sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIGS, "*.yaml"))):
         unknown = sorted(set(read(name)) - known - {"compare_variants", "behaviour", "tokenizer"})
         assert not unknown, f"{name}: unknown keys {unknown}"

@@ -13,7 +13,7 @@ from scipy.stats import ttest_rel
 
 import recbole_bbq.compare as compare
 import recbole_bbq.compare.runner as runner
-from recbole_bbq.compare import run_comparison
+from recbole_bbq.compare import resolve_variant, run_comparison
 from recbole_bbq.compare.summary import summarize
 from recbole_bbq.errors import ConfigError
 
@@ -69,6 +69,9 @@ def check_runs_and_csv(out, models, seeds, returned):
         for run, seed in zip(runs, seeds):
             assert run["test_result"] == dict(returned[model, seed]["test_result"])
             assert run["wall_time_s"] > 0
+            # The per-user test values are kept, last in the record (long lists).
+            assert run["test_per_user"] == returned[model, seed]["test_per_user"]
+            assert list(run)[-1] == "test_per_user" and len(run["test_per_user"]["users"]) == 40
         for metric in runs[0]["test_result"]:
             values = [r["test_result"][metric] for r in runs]
             assert float(rows[model][f"{metric}_mean"]) == pytest.approx(np.mean(values), rel=1e-12, abs=0)
@@ -98,6 +101,8 @@ def check_report_and_protocol(out, seeds):
         "MAX_ITEM_LIST_LENGTH",
         "ttest_rel",
         "low power",
+        "Per-user test:",
+        "`scipy.stats.wilcoxon`",
     ):
         assert text in report
     protocol = read_json(out / "protocol.json")
@@ -422,3 +427,23 @@ def test_summary_mean_and_sample_std_of_hand_made_records():
 
     (nothing,) = summarize(["C"], [1], {("C", 1): None})
     assert (nothing["status"], nothing["mean"], nothing["std"], nothing["values"]) == ("not run", {}, {}, {})
+
+
+def test_a_variant_can_start_from_another_one():
+    variants = {
+        "BBQRec": {"learning_rate": 0.003, "tokenizer": {"epochs": 5, "use_club": True}},
+        "BBQRec-no_club": {"base": "BBQRec", "tokenizer": {"use_club": False}},
+        "BBQRec-no_club-beam": {"base": "BBQRec-no_club", "score_mode": "beam"},
+    }
+    model, overrides = resolve_variant("BBQRec-no_club-beam", variants, {"epochs": 2})
+    assert model == "BBQRec"
+    assert overrides == {
+        "epochs": 2,
+        "learning_rate": 0.003,
+        "tokenizer": {"epochs": 5, "use_club": False},  # the section is updated, not replaced
+        "score_mode": "beam",
+    }
+    with pytest.raises(ConfigError, match=r"compare_variants.b.base: 'a' makes a cycle of bases"):
+        resolve_variant("a", {"a": {"base": "b"}, "b": {"base": "a"}}, {})
+    with pytest.raises(ConfigError, match=r"compare_variants.a.base: 'nope' is not a compare_variants label"):
+        resolve_variant("a", {"a": {"base": "nope"}}, {})

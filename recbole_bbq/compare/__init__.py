@@ -7,12 +7,15 @@ defaults to the label), which is how ablations and per-model settings such as TI
 ``semantic_ids_from`` enter one comparison. Each (model, seed) cell trains in this process through
 :func:`recbole_bbq.pipeline.run_pipeline` and is stored as ``runs/<model>-seed<seed>.json``;
 a rerun skips the cells stored as ``ok`` and retries the failed ones. The summary is written
-as ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``protocol.json``.
+as ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``protocol.json``. With
+``compare_reference: <row>`` every other row is tested against that row over users (a column of
+the table, e.g. ablations against the full model).
 
 Modules: :mod:`~recbole_bbq.compare.runner` (running, skipping and resuming cells, variants),
 :mod:`~recbole_bbq.compare.store` (records on disk), :mod:`~recbole_bbq.compare.spec` (the
 comparison, cell and command-line records), :mod:`~recbole_bbq.compare.summary` (statistics over
-seeds, ranking, significance), :mod:`~recbole_bbq.compare.protocol`,
+seeds, ranking, significance), :mod:`~recbole_bbq.compare.per_user` (the paired test over users
+of the per-user test values each run stores), :mod:`~recbole_bbq.compare.protocol`,
 :mod:`~recbole_bbq.compare.markdown`, :mod:`~recbole_bbq.compare.plots` and
 :mod:`~recbole_bbq.compare.report` (the report files).
 """

@@ -1,14 +1,28 @@
 """``comparison.md``: the protocol, the table of test results, failed runs and significance tests."""
 
+from recbole_bbq.compare.per_user import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, ZERO_METHOD
 from recbole_bbq.compare.protocol import mode_text
 from recbole_bbq.compare.store import STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, is_ok, shorten
 from recbole_bbq.compare.summary import VALID, best_and_second, significance_tests
 
+# How the per-user test is done (printed under its table).
+PER_USER_METHOD = (
+    "Each test user's {metric} is averaged over the seeds both models have per-user values for "
+    "(users are the independent units), then paired by user: Wilcoxon signed-rank test "
+    f"(`scipy.stats.wilcoxon`, two-sided, `zero_method='{ZERO_METHOD}'`: users whose value is the "
+    "same in both models are dropped; {n_differing} users differ). Mean difference: best minus "
+    f"runner-up, with a percentile bootstrap {CONFIDENCE:.0%} interval over users "
+    f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})."
+)
 STOP_WORDS = {"early_stopping": "early stopping", "epoch_limit": "epoch limit", "time_budget": "time budget"}
 
 
-def markdown_report(protocol, rows, metrics, table, records, seeds):
-    """The whole ``comparison.md``: protocol header, table, failures and significance tests."""
+def markdown_report(protocol, rows, metrics, table, records, seeds, per_user=None):
+    """The whole ``comparison.md``: protocol header, table, failures and significance tests.
+
+    ``per_user`` is the per-user test of the best row against the runner-up
+    (:func:`~recbole_bbq.compare.per_user.best_against_runner_up`; None: fewer than two rows).
+    """
     limited = budget_limited_rows(rows)
     header = f"# Comparison on `{protocol['dataset']}`"
     if limited:
@@ -27,7 +41,7 @@ def markdown_report(protocol, rows, metrics, table, records, seeds):
     failures = failures_markdown(rows, records, seeds)
     if failures:
         parts.append("## Failed runs\n\n" + failures)
-    parts.append("## Significance\n\n" + significance_markdown(rows, metrics))
+    parts.append("## Significance\n\n" + significance_markdown(rows, metrics, per_user))
     return "\n\n".join(parts) + "\n"
 
 
@@ -42,6 +56,13 @@ def protocol_markdown(protocol):
     for key, values in protocol["differences"].items():
         shown = ", ".join(f"{m} `{v}`" for m, v in values.items())
         lines.append(f"- **Warning**: `{key}` differs between models: {shown}")
+    if protocol.get("compare_reference"):
+        reference = protocol["compare_reference"]
+        lines.append(
+            f"- Reference row (`compare_reference`): `{reference}`; the table's `vs {reference}` column "
+            "gives each row's mean per-user difference from it (row minus reference) and the Wilcoxon "
+            "p-value, computed as the per-user test under Significance"
+        )
     lines += [
         f"- Seeds: {', '.join(str(s) for s in protocol['seeds'])}",
         f"- Command: `{protocol['command']}`",
@@ -68,12 +89,22 @@ def _config_lines(protocol):
     ]
 
 
-def markdown_table(rows, metrics, valid_metric):
-    """Rows = models, columns = test metrics, ``n seeds``, best valid score and status."""
+def markdown_table(rows, metrics, valid_metric, reference=None):
+    """Rows = models, columns = test metrics, ``n seeds``, best valid score and status.
+
+    Args:
+        rows (list[dict]): Rows of :func:`~recbole_bbq.compare.summary.summarize`.
+        metrics (list[str]): Test metrics, in column order.
+        valid_metric (str): The valid metric (header of the best valid score).
+        reference (tuple, optional): ``(reference row, metric, {row: per-user test})``: adds the
+            column ``vs <reference>`` after the metrics (mean difference and Wilcoxon p-value).
+    """
     columns = metrics + [VALID]
+    extra = [f"vs {reference[0]}: Δ {reference[1]} (p)"] if reference else []
     header = (
         ["model"]
         + metrics
+        + extra
         + ["n seeds", f"best valid {valid_metric.lower()}", "stopped by", "epochs", "status"]
     )
     align = ["---"] + ["---:"] * (len(header) - 2) + ["---"]
@@ -82,6 +113,8 @@ def markdown_table(rows, metrics, valid_metric):
     for row in rows:
         cells = [_markdown_cell(row, metric, marks[metric]) for metric in columns]
         cells.insert(len(metrics), str(row["n_seeds"]))
+        if reference:
+            cells.insert(len(metrics), _reference_cell(row["model"], reference))
         stops = [
             row["model"],
             *cells,
@@ -91,6 +124,18 @@ def markdown_table(rows, metrics, valid_metric):
         ]
         lines.append("| " + " | ".join(stops) + " |")
     return "\n".join(lines)
+
+
+def _reference_cell(model, reference):
+    """``+0.0012 (p 0.0345)`` of a row against the reference row; ``reference`` for itself."""
+    label, _, tests = reference
+    if model == label:
+        return "reference"
+    test = tests[model]
+    if test["mean_difference"] is None:
+        return "no per-user values"
+    p = "no test" if test["p"] is None else f"p {test['p']:.4f}"
+    return f"{test['mean_difference']:+.4f} ({p})"
 
 
 def _stop_text(reasons):
@@ -155,8 +200,8 @@ def failures_markdown(rows, records, seeds):
     return "\n".join(lines)
 
 
-def significance_markdown(rows, metrics):
-    """The significance section: one row per metric, then how to read it."""
+def significance_markdown(rows, metrics, per_user=None):
+    """The significance section: one row per metric, how to read it, then the per-user test."""
     tests = significance_tests(rows, metrics)
     if not tests:
         return "n/a (needs at least two models with results)."
@@ -174,4 +219,26 @@ def significance_markdown(rows, metrics):
         "with 3 seeds have low power: a p-value above 0.05 is not evidence that the models are "
         "equal, and with so few pairs a small p-value is fragile too."
     )
+    if per_user is not None:
+        lines.append("\n" + per_user_markdown(per_user))
+    return "\n".join(lines)
+
+
+def per_user_markdown(test):
+    """The per-user test of the best row against the runner-up: a one-row table and its method."""
+    pair = f"{test['metric']}, {test['first']} vs {test['second']}"
+    if test["mean_difference"] is None:
+        return f"Per-user test ({pair}): {test['note']}."
+    low, high = test["interval"]
+    p = test["note"] if test["p"] is None else f"{test['p']:.4f}"
+    star = "*" if test["p"] is not None and test["p"] < 0.05 else ""
+    seeds = ", ".join(str(s) for s in test["seeds"])
+    lines = [
+        "Per-user test:\n",
+        "| metric | best | runner-up | seeds | users | mean difference | 95% interval | p-value | p < 0.05 |",
+        "|---|---|---|---|---:|---:|---|---:|:---:|",
+        f"| {test['metric']} | {test['first']} | {test['second']} | {seeds} | {test['n_users']} | "
+        f"{test['mean_difference']:+.4f} | [{low:+.4f}, {high:+.4f}] | {p} | {star} |",
+        f"\n{PER_USER_METHOD.format(metric=test['metric'], n_differing=test['n_differing'])}",
+    ]
     return "\n".join(lines)

@@ -58,6 +58,8 @@ def build_protocol(comparison, records):
     protocol["differences"] = protocol_differences(models, seeds, records)
     protocol["config_file_list"] = list(comparison.config_file_list or [])
     protocol["command"] = comparison.command.text
+    if comparison.reference:  # only when set: older protocols stay as they were
+        protocol["compare_reference"] = comparison.reference
     protocol["versions"] = package_versions()
     protocol["devices"] = sorted(
         {str((r or {}).get("config", {}).get("device")) for r in records.values() if is_ok(r)}

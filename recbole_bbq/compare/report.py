@@ -4,6 +4,7 @@ import csv
 import os
 
 from recbole_bbq.compare.markdown import markdown_report, markdown_table
+from recbole_bbq.compare.per_user import best_against_runner_up, per_user_metric, reference_tests
 from recbole_bbq.compare.plots import write_curves, write_plot
 from recbole_bbq.compare.protocol import build_protocol
 from recbole_bbq.compare.store import is_ok, write_json_atomic
@@ -30,10 +31,13 @@ def write_summary(comparison, records):
     valid_metric = protocol.get("valid_metric") or "valid"
     paths = {name: os.path.join(out_dir, name) for name in REPORT_FILES}
 
+    per_user = per_user_tests(comparison, protocol, rows, records)
+
     write_json_atomic(paths["protocol.json"], protocol)
-    table = markdown_table(rows, metrics, valid_metric)
-    write_text_atomic(paths["comparison.md"], markdown_report(protocol, rows, metrics, table, records, seeds))
-    write_csv(paths["comparison.csv"], rows, metrics, valid_metric)
+    table = markdown_table(rows, metrics, valid_metric, per_user["reference"])
+    report = markdown_report(protocol, rows, metrics, table, records, seeds, per_user["best"])
+    write_text_atomic(paths["comparison.md"], report)
+    write_csv(paths["comparison.csv"], rows, metrics, valid_metric, per_user["reference"])
     write_plot(paths["comparison.png"], rows, metrics, comparison.dataset)
     write_curves(paths["curves.png"], models, seeds, records, valid_metric, comparison.dataset)
     n_ok = sum(is_ok(r) for r in records.values())
@@ -51,13 +55,34 @@ def write_summary(comparison, records):
         "n_ok": n_ok,
         "n_failed": len(records) - n_ok - n_not_run,
         "n_not_run": n_not_run,
+        "per_user_test": per_user["best"],
+        "reference_tests": per_user["reference"][2] if per_user["reference"] else None,
     }
 
 
-def write_csv(path, rows, metrics, valid_metric):
+def per_user_tests(comparison, protocol, rows, records):
+    """The per-user tests of the report (:mod:`recbole_bbq.compare.per_user`).
+
+    Returns:
+        dict: ``best``: the best row against the runner-up (None with fewer than two rows);
+        ``reference``: ``(reference row, metric, {row: test against it})``, or None when the
+        comparison has no ``compare_reference``.
+    """
+    metric = per_user_metric(protocol, records)
+    best = best_against_runner_up(rows, records, comparison.seeds, metric)
+    reference = None
+    if comparison.reference:
+        tests = reference_tests(rows, records, comparison.seeds, comparison.reference, metric)
+        reference = (comparison.reference, metric, tests)
+    return {"best": best, "reference": reference}
+
+
+def write_csv(path, rows, metrics, valid_metric, reference=None):
     """One row per model: ``<metric>_mean``, ``<metric>_std``, ``n_seeds``, ``status``, ``error``.
 
     Numbers are written unrounded; missing values (std with one seed, failed models) are empty.
+    With a ``reference`` (see :func:`per_user_tests`), two last columns give each row's per-user
+    mean difference and Wilcoxon p-value against the reference row.
     """
     valid = f"best_valid_{valid_metric.lower()}"
     header = ["model"]
@@ -73,12 +98,15 @@ def write_csv(path, rows, metrics, valid_metric):
         "status",
         "error",
     ]
+    if reference:
+        label, metric = reference[:2]
+        header += [f"vs_{label}_{metric}_mean_difference", f"vs_{label}_{metric}_p"]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             for row in rows:
-                writer.writerow(_csv_row(row, metrics))
+                writer.writerow(_csv_row(row, metrics) + _csv_reference(row["model"], reference))
 
 
 def _csv_row(row, metrics):
@@ -90,6 +118,14 @@ def _csv_row(row, metrics):
     stops = " ".join(str(r) for r in row["stop_reasons"])
     epochs = " ".join(str(e) for e in row["epochs"])
     return values + [row["n_seeds"], seeds, stops, epochs, row["status"], row["error"]]
+
+
+def _csv_reference(model, reference):
+    """The reference columns of one CSV row (none without a reference; empty for the reference)."""
+    if not reference:
+        return []
+    test = reference[2].get(model) or {}
+    return [_csv_number(test.get("mean_difference")), _csv_number(test.get("p"))]
 
 
 def _csv_number(value):

@@ -6,19 +6,21 @@ import os
 import re
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from recbole_bbq.compare.plots import PLOT_METRICS
 from recbole_bbq.compare.protocol import first_buildable_config
 from recbole_bbq.compare.report import write_summary
 from recbole_bbq.compare.spec import Cell, CommandLine, Comparison
 from recbole_bbq.compare.store import (
+    PER_USER_KEY,
     STATUS_FAILED,
     STATUS_OK,
     error_text,
     is_ok,
     json_roundtrip,
     now,
+    per_user_last,
     read_run,
     run_file,
     shorten,
@@ -83,11 +85,12 @@ def run_comparison(
     Returns:
         dict: ``dir``, ``markdown``, ``csv``, ``png``, ``curves``, ``protocol`` (paths),
         ``table`` (the Markdown table), ``rows`` (per-model summaries), ``runs`` (per-cell
-        records), ``n_ok``, ``n_failed`` and ``n_not_run`` (cells).
+        records), ``n_ok``, ``n_failed``, ``n_not_run`` (cells), ``per_user_test`` (best row against
+        runner-up over users), ``reference_tests`` (row -> test against ``compare_reference``).
 
     Raises:
         ConfigError: If ``models`` or ``seeds`` is empty or has duplicates, or a
-            ``compare_variants`` entry is invalid.
+            ``compare_variants`` entry is invalid, or ``compare_reference`` names no row.
     """
     models = _check_unique("model", [str(m).strip() for m in models if str(m).strip()])
     config_dict = dict(config_dict or {})
@@ -103,6 +106,7 @@ def run_comparison(
         command=CommandLine.of(argv),
     )
     variants = load_variants(config_file_list, config_dict)
+    comparison = replace(comparison, reference=compare_reference(comparison))
     if report_only:
         records = {key: read_run(run_file(comparison.out_dir, *key)) for key in _cell_keys(comparison)}
     else:
@@ -136,12 +140,9 @@ def load_variants(config_file_list, config_dict):
     Raises:
         ConfigError: If a variant is not a mapping or its label is not a plain file name.
     """
-    import yaml
-
     variants = {}
-    for path in config_file_list or []:
-        with open(path, encoding="utf-8") as f:
-            variants.update((yaml.safe_load(f) or {}).get("compare_variants") or {})
+    for _, settings in _file_settings(config_file_list):
+        variants.update(settings.get("compare_variants") or {})
     variants.update((config_dict or {}).get("compare_variants") or {})
     for label, spec in variants.items():
         if not isinstance(spec, dict):
@@ -154,6 +155,10 @@ def load_variants(config_file_list, config_dict):
 def resolve_variant(label, variants, config_dict):
     """Model name and config overrides of one row of the comparison.
 
+    A variant may start from another one with ``base: <label>`` (e.g. an ablation of a tuned
+    row): the base's model and overrides come first, then the variant's own keys, where a
+    section mapping (``tokenizer: {...}``) updates the base's section instead of replacing it.
+
     Args:
         label (str): A model name, or a label defined under ``compare_variants``.
         variants (dict): See :func:`load_variants`.
@@ -161,11 +166,31 @@ def resolve_variant(label, variants, config_dict):
 
     Returns:
         tuple[str, dict]: The model class name and the cell's config overrides.
+
+    Raises:
+        ConfigError: A ``base`` names no variant, or the bases form a cycle.
     """
-    spec = dict(variants.get(label) or {})
+    spec = _variant_spec(label, variants, ())
     model = str(spec.pop("model", label))
     shared = {k: v for k, v in config_dict.items() if k != "compare_variants"}
     return model, {**shared, **spec}
+
+
+def _variant_spec(label, variants, seen):
+    """``variants[label]`` with its ``base`` chain merged in (the base first)."""
+    spec = dict(variants.get(label) or {})
+    base = spec.pop("base", None)
+    if base is None:
+        return spec
+    if base not in variants or base in (*seen, label):
+        problem = "is not a compare_variants label" if base not in variants else "makes a cycle of bases"
+        raise ConfigError(f"compare_variants.{label}.base: '{base}' {problem}")
+    merged = _variant_spec(base, variants, (*seen, label))
+    for key, value in spec.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = {**merged[key], **value} if both_sections else value
+    merged.setdefault("model", base)
+    return merged
 
 
 def _check_unique(what, values):
@@ -176,6 +201,42 @@ def _check_unique(what, values):
     if duplicates:
         raise ConfigError(f"duplicate {what}(s) in the comparison: {', '.join(duplicates)}")
     return values
+
+
+def _file_settings(config_file_list):
+    """``(path, mapping)`` of every YAML file, in order (these keys are read outside Config)."""
+    import yaml
+
+    for path in config_file_list or []:
+        with open(path, encoding="utf-8") as f:
+            yield path, yaml.safe_load(f) or {}
+
+
+def compare_reference(comparison):
+    """The comparison's ``compare_reference``: a row label, or None when unset.
+
+    Set like any key (later wins): in a YAML file, in ``config_dict`` or as ``--compare_reference=``
+    on the comparison's command line. It is read here, without building a model's Config.
+
+    Raises:
+        ConfigError: If it is not one of the comparison's rows (naming where it was set).
+    """
+    key = "compare_reference"
+    sources = [(f"file {path}", settings) for path, settings in _file_settings(comparison.config_file_list)]
+    sources.append(("config_dict", comparison.config_dict))
+    on_command_line = comparison.command.value(key)
+    if on_command_line is not None:
+        sources.append(("the command line", {key: on_command_line}))
+    reference, source = None, None
+    for where, settings in sources:
+        if key in settings:
+            reference, source = settings[key], where
+    if reference is not None and str(reference) not in comparison.models:
+        raise ConfigError(
+            f"{key} '{reference}' (from {source}) is not a row of this comparison; "
+            f"rows: {', '.join(comparison.models)}"
+        )
+    return None if reference is None else str(reference)
 
 
 def _configured_seed(models, dataset, config_file_list, config_dict):
@@ -236,7 +297,7 @@ class CellRunner:
             cell.model, self.comparison.dataset, cell.seed, self.comparison.config_file_list, config_dict
         )
         record.update(model=cell.label, model_class=cell.model, settings=self.settings)
-        write_json_atomic(path, record)
+        write_json_atomic(path, per_user_last(record))
         self._say(f"{tag} {_cell_outcome(record)}")
         return record
 
@@ -318,6 +379,7 @@ def _result_fields(result, valid_metric):
         "stop_reason": result.get("stop_reason"),
         "epochs_trained": result.get("epochs_trained"),
         "valid_curve": result.get("valid_curve") or [],
+        PER_USER_KEY: result.get(PER_USER_KEY),  # the test users' values (none in DDP runs)
     }
 
 

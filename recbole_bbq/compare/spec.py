@@ -3,8 +3,8 @@
 import shlex
 from dataclasses import dataclass, field
 
-# Command-line options that select cells rather than configure them.
-SELECTION_OPTIONS = ("model", "dataset", "seeds", "results_dir", "report_only")
+# Command-line options that select cells or shape the report rather than configure the cells.
+SELECTION_OPTIONS = ("model", "dataset", "seeds", "results_dir", "report_only", "compare_reference")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class CommandLine:
         """The line as a shell would take it back (``shlex.join``)."""
         return shlex.join(self.argv)
 
+    def value(self, key):
+        """The value of the last ``--key=value`` option on the line; None when absent."""
+        prefix = f"--{key}="
+        values = [arg[len(prefix) :] for arg in self.argv[1:] if arg.startswith(prefix)]
+        return values[-1] if values else None
+
     def overrides(self):
         """The ``--key=value`` options that configure the cells (not those that select them)."""
         return [
@@ -48,6 +54,8 @@ class Comparison:
         config_dict (dict): Overrides shared by every cell (``compare_variants`` included).
         out_dir (str): ``<results_dir>/<dataset>``: the report and ``runs/``.
         command (CommandLine): The command line that started the comparison.
+        reference (str | None): ``compare_reference``: the row every other row is tested
+            against over users (a column of the table); None: no such column.
     """
 
     models: list
@@ -57,6 +65,7 @@ class Comparison:
     config_dict: dict = field(default_factory=dict)
     out_dir: str = ""
     command: CommandLine = CommandLine()
+    reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ STATUS_PARTIAL = "partial"
 STATUS_NOT_RUN = "not run"
 # Longest error text in the Markdown table and the progress log (JSON and CSV keep it whole).
 MAX_ERROR_CHARS = 160
+# A record's per-user test values (absent from records written before they were kept).
+PER_USER_KEY = "test_per_user"
 
 
 def run_file(out_dir, model, seed):
@@ -38,6 +40,13 @@ def write_json_atomic(path, value):
 def json_roundtrip(value):
     """``value`` as it reads back from JSON (tuples become lists, odd objects strings)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def per_user_last(record):
+    """``record`` with its per-user values moved last, so that its JSON opens with the summary."""
+    if PER_USER_KEY in record:
+        record[PER_USER_KEY] = record.pop(PER_USER_KEY)
+    return record
 
 
 def is_ok(record):

@@ -9,7 +9,7 @@ from recbole_bbq.model.beam_search import scores_to_full_ranking
 from recbole_bbq.model.generative import GenerativeRecommender
 from recbole_bbq.model.layers import SimilarityBias
 
-SCORE_MODES = ("beam", "dense", "fused")
+SCORE_MODES = ("beam", "dense", "fused", "interpolate")
 
 
 class BBQRec(GenerativeRecommender):
@@ -24,7 +24,9 @@ class BBQRec(GenerativeRecommender):
       towards a projection of the item's quantized behaviour/modality vectors plus a learnable
       per-item embedding (z_ID).
     * ``score_mode``: ``beam`` (constrained beam search, as TIGER), ``dense`` (the s2i head scores
-      every item) or ``fused`` (beam items first, then every other item by dense score).
+      every item), ``fused`` (beam items first, then every other item by dense score) or
+      ``interpolate`` (beam log-probability plus ``fusion_weight`` x the dense log-probability,
+      over every item; see :func:`interpolated_scores`).
     """
 
     # Traits: see recbole_bbq.model.traits.
@@ -51,6 +53,7 @@ class BBQRec(GenerativeRecommender):
         self.s2i_weight = float(config["s2i_weight"])
         self.s2i_temperature = float(config["s2i_temperature"])
         self.s2i_negatives = config["s2i_negatives"]
+        self.fusion_weight = float(config["fusion_weight"])
         if self.s2i_negatives not in ("batch", "all"):
             raise ConfigError(f"s2i_negatives must be 'batch' or 'all', got '{self.s2i_negatives}'")
 
@@ -112,8 +115,34 @@ class BBQRec(GenerativeRecommender):
         if self.score_mode == "beam":
             return beam
         dense = self.dense_scores(memory, memory_mask)
+        if self.score_mode == "interpolate":
+            return interpolated_scores(beam, dense, self.fusion_weight)
         in_beam = torch.isfinite(beam)
         # Shift beam scores above every dense score, keeping the beam order among them.
         lowest_beam = beam.masked_fill(~in_beam, float("inf")).min(dim=1, keepdim=True).values
         highest_dense = dense[:, 1:].max(dim=1, keepdim=True).values
         return torch.where(in_beam, beam - lowest_beam + highest_dense + 1.0, dense)
+
+
+def interpolated_scores(beam, dense, weight):
+    """Generative and dense scores of every item, as one product of experts.
+
+    ``log p_beam(i) + weight * log p_dense(i)``, where ``p_dense`` is the softmax of the s2i
+    head's scores. An item outside the beam has no beam log-probability: it gets the beam's lowest
+    one, so the dense term alone decides how it ranks against the beam's last item. A small weight
+    keeps the beam's order down to its last item, then ranks the rest by the dense head (nearly
+    ``fused``); a large one ranks everything by the dense head.
+
+    Args:
+        beam (torch.Tensor): ``[B, n_items]`` beam log-probabilities, -inf outside the beam.
+        dense (torch.Tensor): ``[B, n_items]`` s2i scores (temperature applied), padding -inf.
+        weight (float): Weight of the dense log-probability (``fusion_weight``).
+
+    Returns:
+        torch.Tensor: ``[B, n_items]`` scores, finite for every real item, padding -inf.
+    """
+    in_beam = torch.isfinite(beam)
+    lowest_beam = beam.masked_fill(~in_beam, float("inf")).min(dim=1, keepdim=True).values
+    scores = torch.where(in_beam, beam, lowest_beam) + weight * F.log_softmax(dense, dim=1)
+    scores[:, 0] = float("-inf")  # padding, also when weight is 0
+    return scores
