@@ -140,3 +140,16 @@ def test_cli_tunes_and_prints_where_the_reports_are(setup, capsys):
     assert "tuning.md" in out and "tuned.yaml" in out
     assert len(glob.glob(os.path.join(setup["out"], "tiny", "tuning", "SASRec", "trials", "*.json"))) == 2
     assert run_recbole_bbq.main([*argv, "--seeds=1,2"]) == 2  # tuning picks on valid, not over seeds
+
+
+def test_a_comparison_runs_the_tuned_settings(setup):
+    from recbole_bbq.compare import read_run, run_comparison, run_file
+
+    paths = tune(setup)
+    tuned = yaml.safe_load(open(paths["yaml"]))["compare_variants"]["SASRec"]["learning_rate"]
+    results = str(setup["out"] / "compared")
+    run_comparison(
+        ["SASRec"], "tiny", [1], config_file_list=[setup["config"], paths["yaml"]], results_dir=results
+    )
+    record = read_run(run_file(os.path.join(results, "tiny"), "SASRec", 1))
+    assert record["status"] == "ok" and record["config"]["learning_rate"] == tuned
