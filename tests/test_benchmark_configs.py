@@ -63,3 +63,15 @@ def test_top_level_keys_are_known():
     for name in sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIGS, "*.yaml"))):
         unknown = sorted(set(read(name)) - known - {"compare_variants", "behaviour", "tokenizer"})
         assert not unknown, f"{name}: unknown keys {unknown}"
+
+
+def test_the_tuned_script_runs_every_ablation_row():
+    with open(os.path.join(REPO_DIR, "benchmarks", "scientific_tuned_cpu.sh"), encoding="utf-8") as f:
+        rows = [
+            label
+            for line in f
+            if line.startswith(("FIRST_ROWS=", "SECOND_ROWS="))
+            for label in line.strip().split("=", 1)[1].split(",")
+        ]
+    labels = set(read("scientific_ablations_tuned.yaml")["compare_variants"])
+    assert sorted(rows) == sorted(labels | {"BBQRec"})
