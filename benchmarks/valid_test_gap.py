@@ -4,14 +4,20 @@ Prints, for the valid and the test targets, how many are items never seen as a t
 or in any training history (cold for an ID table), how popular they are in training, and how
 long the histories are. A model that leans on item IDs loses on targets that training never
 showed it; the test targets are one step later in time than the valid ones, so more of them can
-be new. Usage:
+be new. With ``--results`` (a comparison's folder with ``runs/``) it also prints, per model, the
+valid-to-test drop and the part of it that selecting the best of many noisy validations
+explains: how far the best valid score lies above the validations around it. Usage:
 
-    python benchmarks/valid_test_gap.py --data_path dataset --dataset Scientific
+    python benchmarks/valid_test_gap.py --data_path dataset --dataset Scientific \
+        --results results/scientific-converged-cpu/Scientific
 """
 
 import argparse
 import collections
+import glob
+import json
 import os
+import statistics
 
 import numpy as np
 
@@ -41,12 +47,41 @@ def split_statistics(rows, seen, target_counts):
     }
 
 
+def selection_rows(results_dir, neighbours=2):
+    """Per model: mean best valid score, mean of the validations around it, test, validations."""
+    rows = collections.defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(results_dir, "runs", "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        curve = [point["valid_score"] for point in record.get("valid_curve") or []]
+        if record.get("status") != "ok" or not curve:
+            continue
+        best = max(range(len(curve)), key=curve.__getitem__)
+        around = curve[max(0, best - neighbours) : best] + curve[best + 1 : best + 1 + neighbours]
+        test = record["test_result"][record["config"]["valid_metric"].lower()]
+        rows[record["model"]].append(
+            (curve[best], statistics.mean(around or [curve[best]]), test, len(curve))
+        )
+    return {model: [statistics.mean(column) for column in zip(*runs)] for model, runs in rows.items()}
+
+
+def print_selection_table(results_dir):
+    header = ("model", "best valid", "around it", "selection", "test", "drop", "valids")
+    print("\n{:12} {:>10} {:>10} {:>10} {:>8} {:>7} {:>7}".format(*header))
+    for model, (best, around, test, count) in sorted(selection_rows(results_dir).items()):
+        print(
+            f"{model:12} {best:10.4f} {around:10.4f} {(best - around) / best:10.1%} {test:8.4f} "
+            f"{(best - test) / best:7.1%} {count:7.0f}"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data_path", default="dataset")
     parser.add_argument("--dataset", default="Scientific")
+    parser.add_argument("--results", default=None, help="a comparison's folder (with runs/)")
     args = parser.parse_args(argv)
     folder = os.path.join(args.data_path, args.dataset)
     splits = {
@@ -58,6 +93,8 @@ def main(argv=None):
     print(f"{'':32} {'valid':>10} {'test':>10}")
     for key in table["valid"]:
         print(f"{key:32} {table['valid'][key]:>10} {table['test'][key]:>10}")
+    if args.results:
+        print_selection_table(args.results)
 
 
 if __name__ == "__main__":
