@@ -26,7 +26,7 @@ from recbole_bbq.compare.store import (
     shorten,
     write_json_atomic,
 )
-from recbole_bbq.data.artifacts import sha256_of_bytes
+from recbole_bbq.data.artifacts import sha256_with_files
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.pipeline import run_pipeline
 
@@ -309,11 +309,7 @@ class CellRunner:
 def cell_checkpoint_name(dataset, label, seed, settings):
     """``checkpoint_name`` of a cell: its dataset, row label, seed and a digest of its settings,
     including the contents of its config files (an edited file must not resume an old state)."""
-    file_contents = []
-    for path in settings.get("config_file_list") or []:
-        with open(path, "rb") as f:
-            file_contents.append(f.read())
-    digest = sha256_of_bytes(json.dumps(settings, sort_keys=True), *file_contents)
+    digest = sha256_with_files(json.dumps(settings, sort_keys=True), paths=settings.get("config_file_list"))
     return f"{dataset}-{label}-seed{seed}-{digest[:10]}"
 
 

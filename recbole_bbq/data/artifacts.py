@@ -55,6 +55,18 @@ def sha256_of_bytes(*parts):
     return digest.hexdigest()
 
 
+def sha256_with_files(*parts, paths=()):
+    """:func:`sha256_of_bytes` of ``parts`` followed by the bytes of every file in ``paths``.
+
+    The digest of a setting that config files decide: an edited file changes it.
+    """
+    contents = []
+    for path in paths or ():
+        with open(path, "rb") as f:
+            contents.append(f.read())
+    return sha256_of_bytes(*parts, *contents)
+
+
 def keyed_path(config, kind, key, ending):
     """``<data_path>/<dataset>.<kind>-<key[:16]><ending>``: where the ``kind`` artifact of ``key`` lives.
 

@@ -302,17 +302,13 @@ def _resolved_sections(row, dataset, config_file_list):
 def tuning_rows(labels, dataset, config_file_list, out_dir):
     """The :class:`TuningRow` of every label (a model name or a ``compare_variants`` label)."""
     from recbole_bbq.compare.runner import load_variants, resolve_variant
-    from recbole_bbq.data.artifacts import sha256_of_bytes
+    from recbole_bbq.data.artifacts import sha256_with_files
 
     variants = load_variants(config_file_list, {})
-    contents = []
-    for path in config_file_list or []:
-        with open(path, "rb") as f:
-            contents.append(f.read())
     rows = []
     for label in labels:
         model, overrides = resolve_variant(label, variants, {})
-        digest = sha256_of_bytes(dataset, json.dumps(overrides, sort_keys=True), *contents)
+        digest = sha256_with_files(dataset, json.dumps(overrides, sort_keys=True), paths=config_file_list)
         trial_dir = os.path.join(out_dir, "tuning", label, "trials")
         rows.append(TuningRow(label, model, overrides, trial_dir, digest))
     return rows
