@@ -10,6 +10,7 @@ from logging import getLogger
 
 import numpy as np
 
+from recbole_bbq.checkpoint import plain_data
 from recbole_bbq.errors import ConfigError
 
 # hyperopt's random search and TPE. Exhaustive search is refused: its trial count is the size
@@ -119,18 +120,13 @@ def trial_overrides(params, space, row, sections):
     integral = {k for k, v in space.get("quniform", {}).items() if float(v[2]).is_integer()}
     overrides = dict(row.overrides)
     for key, value in sorted(params.items()):
-        value = int(value) if key in integral else _plain(value)
+        value = int(value) if key in integral else plain_data(value)
         section, _, inner = key.rpartition(".")
         if section:
             overrides[section] = {**(overrides.get(section) or sections.get(section) or {}), inner: value}
         else:
             overrides[key] = value
     return overrides
-
-
-def _plain(value):
-    """numpy scalars (hyperopt's draws) as Python numbers, so records are plain JSON/YAML."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def trial_digest(row, overrides, settings):
@@ -288,7 +284,8 @@ def tune_row(row, dataset, config_file_list, settings):
 
 
 def _plain_dict(params):
-    return {key: _plain(value) for key, value in sorted(params.items())}
+    """hyperopt's draws (numpy scalars) as plain JSON values, sorted by key."""
+    return plain_data(dict(sorted(params.items())))
 
 
 def _resolved_sections(row, dataset, config_file_list):
