@@ -15,6 +15,11 @@ protocol.json and runs/<model>-seed<seed>.json; a rerun skips the finished runs)
     python run_recbole_bbq.py --model=SASRec,TIGER,BBQRec --dataset=Scientific --seeds=2020,2021,2022
     python run_recbole_bbq.py --model=SASRec,GRU4Rec --dataset=ml-100k --seeds=1,2 --results_dir=out
 
+Serving a saved model (JSON lines on stdout) and adding items without retraining:
+    python run_recbole_bbq.py --recommend --model_file=saved/bbq-best.pth --users=196,186 --k=10
+    python run_recbole_bbq.py --recommend --model_file=saved/bbq-best.pth --histories=histories.jsonl
+    python run_recbole_bbq.py --add_items --model_file=saved/bbq-best.pth --features=text=new.text.npz
+
 Any ``--key=value`` that is not an option below is passed to RecBole's Config as an override
 (in a comparison: to every run); ``--seed=N`` sets the seed of a single run. Options must be
 spelt out in full (``--see=5`` is an unknown key, not ``--seeds``).
@@ -78,6 +83,7 @@ def build_parser():
         "uses; add --confirm to remove them",
     )
     parser.add_argument("--confirm", action="store_true", help="with --prune-cache: remove the listed files")
+    add_serving_arguments(parser)
     parser.add_argument("--nproc", type=int, default=1, help="processes on this node")
     parser.add_argument("--ip", default="localhost", help="address of the rank-0 node")
     parser.add_argument("--port", default="5678", help="free TCP port on the rank-0 node")
@@ -86,6 +92,35 @@ def build_parser():
         "--group_offset", type=int, default=0, help="global rank of this node's first process"
     )
     return parser
+
+
+def add_serving_arguments(parser):
+    """``--recommend`` and ``--add_items`` with their options."""
+    group = parser.add_argument_group("serving a saved model")
+    group.add_argument(
+        "--recommend", action="store_true", help="print the top --k items of --users or --histories"
+    )
+    group.add_argument(
+        "--add_items",
+        action="store_true",
+        help="add the items of --features to --model_file without retraining",
+    )
+    group.add_argument("--model_file", default=None, help="a saved model (checkpoint_dir/<name>.pth)")
+    group.add_argument("--users", default=None, help="comma-separated user tokens")
+    group.add_argument(
+        "--histories",
+        default=None,
+        help='JSON-lines file, one {"id": ..., "history": [item tokens, oldest first]} per line',
+    )
+    group.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    group.add_argument(
+        "--features",
+        default=None,
+        help="new items' feature files per modality, e.g. text=new.text.npz,image=new.image.npz",
+    )
+    group.add_argument(
+        "--output_file", default=None, help="--add_items: updated model file (default: in place)"
+    )
 
 
 def parse_seeds(text):
@@ -169,6 +204,47 @@ def prune_cache_cli(args, config_file_list):
     return 0
 
 
+def recommend_cli(args):
+    """Print one JSON line per user, then per history: ``{"user"|"id": ..., "items", "scores"}``."""
+    from recbole_bbq.quick_start import load_data_and_model
+    from recbole_bbq.recommend import read_histories, topk
+
+    if not args.model_file or not (args.users or args.histories):
+        raise ConfigError("--recommend needs --model_file and --users and/or --histories")
+    users = [u for u in (args.users or "").split(",") if u.strip()]
+    ids, histories = read_histories(args.histories) if args.histories else ([], [])
+    _, model, dataset, *_ = load_data_and_model(args.model_file)
+    recommendations = topk(model, dataset, users=users, histories=histories, k=args.k)
+    for recommendation in recommendations[: len(users)]:
+        print(recommendation.as_json("user"))
+    for history_id, recommendation in zip(ids, recommendations[len(users) :]):
+        recommendation.key = history_id
+        print(recommendation.as_json("id"))
+    return 0
+
+
+def parse_features(text):
+    """``"text=a.npz,image=b.npz"`` -> ``{"text": "a.npz", "image": "b.npz"}``."""
+    features = {}
+    for part in (text or "").split(","):
+        modality, _, path = part.partition("=")
+        if not modality.strip() or not path.strip():
+            raise ConfigError(f"--features must be modality=path pairs separated by commas, got '{text}'")
+        features[modality.strip()] = path.strip()
+    return features
+
+
+def add_items_cli(args):
+    """Run :func:`recbole_bbq.catalogue.add_items`; print the updated model file."""
+    from recbole_bbq.catalogue import add_items
+
+    if not args.model_file or not args.features:
+        raise ConfigError("--add_items needs --model_file and --features")
+    path = add_items(args.model_file, parse_features(args.features), output_file=args.output_file)
+    print(f"model with the added items: {path}")
+    return 0
+
+
 def program_name():
     """The name this program was started by (``sys.argv[0]``)."""
     return sys.argv[0] if sys.argv else DEFAULT_PROGRAM
@@ -220,6 +296,10 @@ def run_command(args, config_file_list, argv):
     from recbole_bbq.pipeline import run_pipeline, run_stage
 
     check_config_files(config_file_list)
+    if args.recommend:
+        return recommend_cli(args)
+    if args.add_items:
+        return add_items_cli(args)
     if args.prune_cache:
         return prune_cache_cli(args, config_file_list)
     if args.tune:
@@ -229,7 +309,7 @@ def run_command(args, config_file_list, argv):
     if args.stage != "train":
         print(run_stage(args.stage, args.dataset, config_file_list=config_file_list, model=args.model))
         return 0
-    run_pipeline(
+    result = run_pipeline(
         args.model,
         args.dataset,
         config_file_list=config_file_list,
@@ -239,6 +319,8 @@ def run_command(args, config_file_list, argv):
         port=args.port,
         group_offset=args.group_offset,
     )
+    if result and result.get("model_file"):
+        print(f"model file: {result['model_file']}")
     return 0
 
 

@@ -8,6 +8,10 @@ leaves the old file behind. These keyed files are the *artifacts* (``<dataset>``
   tokenizer artifact (:mod:`recbole_bbq.tokenizer.stage`).
 * ``<dataset>.tiger-<key>.sid.npz`` / ``<dataset>.mmtiger-<key>.sid.npz``: TIGER / MMTIGER
   semantic IDs (:mod:`recbole_bbq.tokenizer.rqvae`).
+* ``<artifact>.tokenizer.pth`` beside a fitted ``.sid.npz``: the fitted tokenizer that
+  :func:`recbole_bbq.catalogue.add_items` encodes new items with
+  (:mod:`recbole_bbq.tokenizer.saved`). A model file refers to its artifacts by path: prune
+  only once no saved model you still serve uses them.
 * Orphaned temporary files ``.<name>.*.tmp<ext>`` of killed writers
   (:func:`recbole_bbq.data.io.stale_temp_files_in`).
 
@@ -33,9 +37,9 @@ from recbole_bbq.errors import ConfigError, RecBoleBBQError
 # kind -> file endings of that kind's artifacts (the key sits between "<kind>-" and the ending).
 ARTIFACT_ENDINGS = {
     "behaviour": (".npz",),
-    "bbq": (".sid.npz", ".usage.png"),
-    "tiger": (".sid.npz",),
-    "mmtiger": (".sid.npz",),
+    "bbq": (".sid.npz", ".usage.png", ".tokenizer.pth"),
+    "tiger": (".sid.npz", ".tokenizer.pth"),
+    "mmtiger": (".sid.npz", ".tokenizer.pth"),
 }
 _KEY = re.compile(rf"^[0-9a-f]{{{KEY_CHARS}}}$")
 
@@ -81,7 +85,8 @@ def find_unused_artifacts(dataset_dir, keep, dataset=None, protected_kinds=()):
     """
     dataset = dataset or os.path.basename(os.path.normpath(dataset_dir))
     keep = {os.path.abspath(path) for path in keep}
-    keep |= {path[: -len(".sid.npz")] + ".usage.png" for path in keep if path.endswith(".sid.npz")}
+    beside = (".usage.png", ".tokenizer.pth")  # a kept artifact's plot and fitted tokenizer
+    keep |= {path[: -len(".sid.npz")] + end for path in keep if path.endswith(".sid.npz") for end in beside}
     unused = []
     for name in sorted(os.listdir(dataset_dir)) if os.path.isdir(dataset_dir) else []:
         path = os.path.abspath(os.path.join(dataset_dir, name))

@@ -78,6 +78,7 @@ class Config(RecBoleConfig):
         "missing_feature_policy",
         "semantic_ids_file",
         "semantic_ids_key",
+        "catalogue_file",
     ]
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):

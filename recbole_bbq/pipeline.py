@@ -6,6 +6,8 @@ own config is built (and so validated) before any stage runs.
 """
 
 import os
+import time
+from logging import getLogger
 
 from recbole.utils import init_seed
 
@@ -199,8 +201,44 @@ def prepare_semantic_ids(model, dataset, config_file_list=None, config_dict=None
     return {"semantic_ids_file": path, "semantic_ids_key": key}
 
 
+def wait_for_semantic_ids(model, dataset, config_file_list=None, config_dict=None, poll_seconds=10):
+    """:func:`prepare_semantic_ids` that builds nothing: it waits until every artifact is there.
+
+    The nodes of a multi-node run other than the first (``group_offset`` > 0) call this: the
+    first node runs the stages, and the others read its artifacts from the shared file system
+    instead of fitting tokenizers of their own (which could differ across machines).
+
+    Raises:
+        ConfigError: An artifact is still missing after ``stage_wait_seconds``.
+    """
+    from recbole_bbq.data.artifacts import ArtifactNotReady, reuse_only
+
+    limit = float(model_config(model, dataset, config_file_list, config_dict)["stage_wait_seconds"])
+    deadline, logged = time.monotonic() + limit, set()
+    while True:
+        try:
+            with reuse_only():
+                return prepare_semantic_ids(
+                    model, dataset, config_file_list, config_dict, show_progress=False
+                )
+        except ArtifactNotReady as missing:
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"waited {limit:.0f} s (stage_wait_seconds) for {missing.path}, which the first "
+                    f"node (group_offset 0) builds; does this node see its data_path?"
+                ) from None
+            if missing.path not in logged:
+                getLogger().info(f"waiting for the first node to build {missing.path}")
+                logged.add(missing.path)
+            time.sleep(poll_seconds)
+
+
 def run_pipeline(model, dataset, config_file_list=None, config_dict=None, test=True, **run_kwargs):
     """Every missing stage for ``model``, then training and evaluation (``--stage=train``).
+
+    The stages run once, in this process, before any training process starts; on a node other
+    than the first of a multi-node run (``group_offset`` > 0) they wait for the first node's
+    artifacts instead (:func:`wait_for_semantic_ids`).
 
     Args:
         model (str): Model name.
@@ -217,7 +255,9 @@ def run_pipeline(model, dataset, config_file_list=None, config_dict=None, test=T
     from recbole_bbq.quick_start import run
 
     check_model_name(model)
-    overrides = prepare_semantic_ids(model, dataset, config_file_list, config_dict)
+    # Only the first node of a multi-node run builds the artifacts; the others wait for them.
+    prepare = wait_for_semantic_ids if run_kwargs.get("group_offset", 0) > 0 else prepare_semantic_ids
+    overrides = prepare(model, dataset, config_file_list, config_dict)
     return run(
         model,
         dataset,

@@ -1,15 +1,18 @@
-"""Training entry points: single run, hyper-parameter objective and multi-process (DDP) runs.
+"""Training entry points: single run, hyper-parameter objective, multi-process (DDP) runs, and
+loading a saved model back with its data.
 
 Mirrors ``recbole.quick_start`` without importing it (it imports ray at import time).
 """
 
 import gc
 import logging
+import os
 from logging import getLogger
 
 import torch.distributed as dist
 from recbole.utils import init_seed, set_color
 
+from recbole_bbq.checkpoint import load_checkpoint, unpack_other_parameter
 from recbole_bbq.config import Config
 from recbole_bbq.evaluation import USERS
 from recbole_bbq.utils import create_dataset, data_preparation, get_model, get_trainer, init_logger
@@ -66,6 +69,7 @@ def _train_and_test(config, saved=True, verbose=True, test=True):
         "stop_reason": getattr(trainer, "stop_reason", None),
         "epochs_trained": getattr(trainer, "epochs_trained", None),
         "test_per_user": test_per_user,
+        "model_file": trainer.saved_model_file if saved else None,
     }
 
 
@@ -227,3 +231,94 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, test
     logging.basicConfig(level=logging.ERROR)
     result = _train_and_test(config, saved=saved, verbose=False, test=test)
     return {"model": config["model"], **result}
+
+
+# Keys that Config derives from the other keys or from this machine (device, process group,
+# parsed sampling settings); a config rebuilt from a checkpoint derives them again.
+DERIVED_KEYS = frozenset(
+    {
+        "MODEL_TYPE",
+        "MODEL_INPUT_TYPE",
+        "eval_type",
+        "device",
+        "single_spec",
+        "local_rank",
+        "world_size",
+        "nproc",
+        "ip",
+        "port",
+        "offset",
+        "valid_neg_sample_args",
+        "test_neg_sample_args",
+        "enable_amp",
+        "enable_scaler",
+    }
+)
+
+
+def saved_settings(saved_config):
+    """The ``config_dict`` that rebuilds a checkpoint's config (its plain-data ``config``).
+
+    Derived keys are left out, ``data_path`` is turned back into the folder that holds the
+    dataset folder (RecBole stores ``<data_path>/<dataset>``), and "no negative sampling" back
+    into ``~``.
+    """
+    settings = {key: value for key, value in saved_config.items() if key not in DERIVED_KEYS}
+    settings["data_path"] = os.path.dirname(os.path.normpath(saved_config["data_path"]))
+    negatives = settings.get("train_neg_sample_args")
+    if isinstance(negatives, dict) and negatives.get("distribution") == "none":
+        settings["train_neg_sample_args"] = None  # RecBole's parsed form of "no sampling"
+    return settings
+
+
+def load_data_and_model(model_file, config_dict=None, trust=False):
+    """Rebuild a saved model with its config, dataset and dataloaders, like RecBole's function.
+
+    Works for plugin and RecBole models. The dataset is the multi-modal one where the model
+    needs it, with the feature files, semantic IDs and added items (:mod:`recbole_bbq.catalogue`)
+    named in the saved config; those files must still be where the config says.
+
+    Args:
+        model_file (str): A checkpoint written by this package's trainer (``saved/<name>.pth``).
+        config_dict (dict, optional): Overrides of the saved settings (e.g. ``{"device": ...}``
+            keys such as ``use_gpu``, ``eval_batch_size``).
+        trust (bool): Unpickle arbitrary objects (RecBole's own checkpoints); only for files you
+            trust (see :func:`recbole_bbq.checkpoint.load_checkpoint`).
+
+    Returns:
+        tuple: ``(config, model, dataset, train_data, valid_data, test_data)``; the model is in
+        eval mode with the saved weights.
+
+    Raises:
+        CheckpointError: The file is missing, truncated or refused by safe loading.
+    """
+    checkpoint = load_checkpoint(model_file, "cpu", trust=trust)
+    config = saved_config(checkpoint, config_dict)
+    init_logger(config)
+    model, dataset, train_data, valid_data, test_data = build_model(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(unpack_other_parameter(checkpoint.get("other_parameter")))
+    return config, model.eval(), dataset, train_data, valid_data, test_data
+
+
+def saved_config(checkpoint, config_dict=None):
+    """The :class:`Config` of a loaded checkpoint, with ``config_dict`` overriding its settings."""
+    saved = checkpoint["config"]
+    if not isinstance(saved, dict):  # RecBole pickles its Config object
+        saved = dict(saved.final_config_dict)
+    settings = {**saved_settings(saved), **(config_dict or {})}
+    return Config(saved["model"], saved["dataset"], config_dict=settings)
+
+
+def build_model(config):
+    """Dataset, dataloaders and a freshly initialised model for ``config`` (seeded as in training).
+
+    Returns:
+        tuple: ``(model, dataset, train_data, valid_data, test_data)``.
+    """
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return model, dataset, train_data, valid_data, test_data

@@ -37,6 +37,15 @@ def integer(minimum, optional=False):
     return _rule(lambda v: is_int(v) and v >= minimum, f"an integer >= {minimum}", optional)
 
 
+def integers(minimum, optional=False):
+    """A non-empty list of integers ``>= minimum``."""
+    return _rule(
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(i) and i >= minimum for i in v),
+        f"a non-empty list of integers >= {minimum}",
+        optional,
+    )
+
+
 def number(low, high=None, low_open=False, high_open=False, optional=False):
     """A finite number in the interval from ``low`` to ``high`` (``None``: unbounded)."""
 

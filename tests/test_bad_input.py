@@ -379,10 +379,12 @@ def test_stage_runs_the_models_own_tokenizer(capsys, tmp_path, data_root):
         capsys, tmp_path, data_root, "--model=TIGER", "--stage=tokenize", rqvae, stdout=printed
     )
     assert code == 0, err
-    assert len(new_files) == 1 and new_files[0].startswith(
-        "tiny/tiny.tiger-"
-    )  # no BBQ artifact, no behaviour
-    assert f"semantic IDs: {data_root / new_files[0]}" in printed[0] and "collision_rate" in printed[0]
+    # The semantic IDs and their fitted RQ-VAE only: no BBQ artifact, no behaviour vectors.
+    assert [name.split(".", 2)[2] for name in sorted(new_files)] == ["sid.npz", "tokenizer.pth"]
+    assert all(name.startswith("tiny/tiny.tiger-") for name in new_files)
+    assert (
+        f"semantic IDs: {data_root / sorted(new_files)[0]}" in printed[0] and "collision_rate" in printed[0]
+    )
 
 
 def test_stage_for_unknown_model(capsys, tmp_path, data_root):

@@ -2,8 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+
+import numpy as np
 
 from conftest import REPO_DIR
 
@@ -66,3 +69,62 @@ def test_valid_test_gap_separates_data_shift_and_selection(tmp_path):
     (tmp_path / "runs" / "M-seed1.json").write_text(json.dumps(record))
     best, around, test, count = gap.selection_rows(str(tmp_path))["M"]
     assert (best, test, count) == (0.3, 0.15, 4) and abs(around - 0.5 / 3) < 1e-12
+
+
+def cold_start_module():
+    sys.path.insert(0, os.path.join(REPO_DIR, "benchmarks"))
+    import cold_start
+
+    return cold_start
+
+
+def test_cold_start_split_cuts_held_out_items_everywhere():
+    cold_start = cold_start_module()
+    rows = [("u1", ["a", "b"], "c"), ("u2", ["b"], "a"), ("u3", ["a"], "d")]
+    assert cold_start.without_items(rows, {"a"}) == [("u1", ["b"], "c")]  # u3's history empties
+    held = cold_start.held_out_items({f"i{n}" for n in range(100)}, 0.1, seed=0)
+    assert len(held) == 10 and held == cold_start.held_out_items({f"i{n}" for n in range(100)}, 0.1, seed=0)
+
+
+def test_cold_start_metrics_rank_single_targets():
+    from recbole_bbq.recommend import Recommendation
+
+    cold_start = cold_start_module()
+    lists = [Recommendation("0", ["a", "b"]), Recommendation("1", ["c"]), Recommendation("2", [])]
+    metrics = cold_start.ranking_metrics(lists, ["b", "c", "z"])
+    assert metrics["recall@10"] == 2 / 3 and metrics["users"] == 3
+    assert abs(metrics["ndcg@10"] - (1 / np.log2(3) + 1.0) / 3) < 1e-12
+
+
+def test_cold_start_benchmark_adds_held_out_items_to_trained_models(tmp_path, scientific_slice):
+    """benchmarks/cold_start.py end to end on 300 Scientific users, 1 epoch per model."""
+    cold_start = cold_start_module()
+    data_path = tmp_path / "data"
+    shutil.copytree(scientific_slice, data_path)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(
+        "epochs: 1\nshow_progress: false\nstate: ERROR\nd_model: 32\nn_layers: 1\nn_decoder_layers: 1\n"
+        "n_heads: 2\nd_kv: 16\nd_ff: 64\nhidden_size: 32\nbehaviour: {epochs: 1}\n"
+        "tokenizer: {epochs: 2, codebook_size: 16, latent_dim: 8, hidden_dim: 32}\n"
+        "rqvae: {epochs: 2, codebook_size: 16, latent_dim: 8, hidden_dim: 32}\n"
+        f"checkpoint_dir: {tmp_path / 'saved'}\n"
+    )
+    results = tmp_path / "results"
+    cold_start.main(
+        [
+            f"--data_path={data_path}",
+            f"--results_dir={results}",
+            "--models=BBQRec,TIGER,SASRec",
+            "--seeds=1",
+            f"--config_files={tiny}",
+        ]
+    )
+    held = json.loads((data_path / "Scientific-cold" / "held_out_items.json").read_text())["items"]
+    train = (data_path / "Scientific-cold" / "Scientific-cold.train.inter").read_text()
+    assert held and not set(held) & set(train.split())
+    out = results / "Scientific-cold" / "cold_start"
+    records = {m: json.loads((out / f"{m}-seed1.json").read_text()) for m in ("BBQRec", "TIGER", "SASRec")}
+    assert records["BBQRec"]["items_added"] and records["TIGER"]["items_added"]
+    assert not records["SASRec"]["items_added"] and records["SASRec"]["cold"]["recall@10"] == 0.0
+    assert records["BBQRec"]["cold"]["users"] > 0 and records["BBQRec"]["warm"]["users"] > 0
+    assert "| BBQRec | 1 |" in (results / "cold_start.md").read_text()

@@ -376,6 +376,7 @@ def _result_fields(result, valid_metric):
         "epochs_trained": result.get("epochs_trained"),
         "valid_curve": result.get("valid_curve") or [],
         PER_USER_KEY: result.get(PER_USER_KEY),  # the test users' values (none in DDP runs)
+        "model_file": result.get("model_file"),
     }
 
 

@@ -9,10 +9,14 @@ tokenizer artifact, TIGER/MMTIGER semantic IDs) goes through these helpers:
 * :func:`atomic_write` / :func:`save_npz` write through a temporary file and a rename, after
   removing what a killed writer left behind;
 * :func:`reuse_cached` loads a cached file only when its meta ``cache_key`` is the expected one
-  (:func:`check_cache_key` raises the stale-key error that names the file and both keys).
+  (:func:`check_cache_key` raises the stale-key error that names the file and both keys);
+* inside :func:`reuse_only`, a stage that would build a missing artifact raises
+  :class:`ArtifactNotReady` instead (:func:`check_building_allowed`): the nodes of a multi-node
+  run other than the first wait for the first node's artifacts rather than fitting their own.
 """
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -24,6 +28,36 @@ from recbole_bbq.errors import DataError
 
 # Characters of the cache key that go into an artifact's file name.
 KEY_CHARS = 16
+_REUSE_ONLY = contextvars.ContextVar("reuse_only", default=False)
+
+
+class ArtifactNotReady(Exception):
+    """A stage needs an artifact that is not there yet, inside :func:`reuse_only`.
+
+    Attributes:
+        path (str): The artifact the stage would have built.
+    """
+
+    def __init__(self, path):
+        super().__init__(f"{path} is not there yet")
+        self.path = str(path)
+
+
+@contextlib.contextmanager
+def reuse_only():
+    """Within this block, stages reuse their cached artifacts and build none."""
+    token = _REUSE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _REUSE_ONLY.reset(token)
+
+
+def check_building_allowed(path):
+    """Called by a stage just before it builds ``path``; raises :class:`ArtifactNotReady`
+    inside :func:`reuse_only`."""
+    if _REUSE_ONLY.get():
+        raise ArtifactNotReady(path)
 
 
 def sha256_of(value):

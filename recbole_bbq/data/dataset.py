@@ -7,8 +7,9 @@ import torch
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 from recbole.utils import FeatureSource, FeatureType
 
-from recbole_bbq.data.artifacts import check_cache_key
+from recbole_bbq.data.artifacts import check_building_allowed, check_cache_key
 from recbole_bbq.data.atomic_files import AtomicFileRules, check_atomic_file
+from recbole_bbq.data.catalogue import append_items, read_catalogue_file, with_added_rows
 from recbole_bbq.data.embedded import EMBEDDED_DATASETS, ensure_embedded_dataset
 from recbole_bbq.data.features import align_to_items, configured_feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import (
@@ -97,6 +98,8 @@ class MultiModalSequentialDataset(SequentialDataset):
     * ``missing_feature_policy`` (str | dict): ``error`` or ``zero`` for items without a row.
     * ``semantic_ids_file`` (str): a semantic-ID file or BBQ tokenizer artifact to attach.
     * ``semantic_ids_key`` (str): its expected cache key (a stale artifact is an error).
+    * ``catalogue_file`` (str): items added after training (:mod:`recbole_bbq.data.catalogue`):
+      appended to the item vocabulary, with their feature rows taken from that file.
 
     Attributes:
         item_features (dict[str, torch.Tensor]): ``[n_items, d]`` float32 per modality, row 0 = padding.
@@ -109,6 +112,10 @@ class MultiModalSequentialDataset(SequentialDataset):
         super().__init__(config)
         self.item_features, self.item_feature_missing = {}, {}
         self.item_semantic_ids = None
+        self.added_item_features = {}
+        if config["catalogue_file"]:
+            tokens, self.added_item_features = read_catalogue_file(config["catalogue_file"])
+            append_items(self, tokens, config["catalogue_file"])
         for modality in self.modalities:
             self._attach_modality(modality)
         if config["semantic_ids_file"]:
@@ -136,7 +143,7 @@ class MultiModalSequentialDataset(SequentialDataset):
             self._create_missing_feature_file(modality, path)
         expected_dim = (self.config["modality_dims"] or {}).get(modality)
         features, missing = align_to_items(
-            read_feature_file(path),
+            with_added_rows(read_feature_file(path), self.added_item_features.get(modality)),
             self.item_tokens(),
             expected_dim=expected_dim,
             missing_policy=self._missing_policy(modality),
@@ -152,6 +159,8 @@ class MultiModalSequentialDataset(SequentialDataset):
         """Embedded datasets get text vectors automatically; anything else is an error."""
         if modality == "text" and self.dataset_name in EMBEDDED_DATASETS:
             from recbole_bbq.data.text_encoder import encode_dataset_text
+
+            check_building_allowed(path)
 
             self.logger.info(f"encoding item text of [{self.dataset_name}] (first run only)")
             created = encode_dataset_text(self.config["data_path"], self.dataset_name)

@@ -57,7 +57,7 @@ class GenerativeRecommender(SequentialRecommender):
         if self.item_positions not in ITEM_POSITIONS:
             raise ConfigError(f"item_positions must be one of {ITEM_POSITIONS}, got '{self.item_positions}'")
         self.register_buffer("item_codes", codes.long().clone())
-        self.vocab_sizes = (self.item_codes[1:].max(dim=0).values + 1).tolist()
+        self.vocab_sizes = self._vocab_sizes(config["semantic_id_vocab_sizes"])
         self.trie = SemanticIDTrie(self.item_codes, self.vocab_sizes)
         self.backbone = SemanticIDSeq2Seq(
             self.vocab_sizes,
@@ -74,6 +74,22 @@ class GenerativeRecommender(SequentialRecommender):
             # Histories vary in length once trimmed: dynamic shapes avoid one graph per length.
             for method in ("encode", "teacher_forcing_logits"):
                 setattr(self.backbone, method, torch.compile(getattr(self.backbone, method), dynamic=True))
+
+    def _vocab_sizes(self, pinned):
+        """Codes per level: the largest code used plus one, or ``semantic_id_vocab_sizes``.
+
+        A model with items added after training keeps the sizes it was trained with (pinned),
+        since its embedding tables and output heads have one row per code.
+        """
+        used = (self.item_codes[1:].max(dim=0).values + 1).tolist()
+        if not pinned:
+            return used
+        if len(pinned) != len(used) or any(u > p for u, p in zip(used, pinned)):
+            raise ConfigError(
+                f"semantic_id_vocab_sizes {list(pinned)} cannot hold the semantic IDs, which need "
+                f"{used} codes per level"
+            )
+        return [int(size) for size in pinned]
 
     def recent_history(self, interaction):
         """The last ``history_length`` items of each history, left-aligned: ``[B, N]``, 0 = padding.

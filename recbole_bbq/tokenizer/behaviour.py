@@ -10,7 +10,7 @@ from logging import getLogger
 import numpy as np
 from recbole.utils import init_seed
 
-from recbole_bbq.data.artifacts import keyed_path, reuse_cached, sha256_of_bytes
+from recbole_bbq.data.artifacts import check_building_allowed, keyed_path, reuse_cached, sha256_of_bytes
 from recbole_bbq.data.features import read_cached_feature_file, read_feature_file, write_feature_file
 from recbole_bbq.tokenizer.defaults import section_defaults, with_defaults
 
@@ -52,7 +52,8 @@ def build_behaviour_config(config):
     """A SASRec config on the same dataset, with the behaviour budget applied last.
 
     The budget overrides even command-line keys, so ``--epochs=...`` meant for the main model
-    does not change the behaviour stage.
+    does not change the behaviour stage, and it never keeps a resumable state
+    (``checkpoint_name``).
     """
     from recbole_bbq.config import Config
 
@@ -68,6 +69,9 @@ def build_behaviour_config(config):
     }
     behaviour_config = Config("SASRec", config["dataset"], config_dict=overrides)
     behaviour_config.final_config_dict.update(behaviour_params(config))
+    # A --checkpoint_name=... meant for the main model would make this SASRec save its training
+    # state under that name, and the main model then "resume" from a SASRec state.
+    behaviour_config.final_config_dict["checkpoint_name"] = None
     return behaviour_config
 
 
@@ -137,6 +141,7 @@ def behaviour_embeddings(config, show_progress=True):
     if cached is not None:
         logger.info(f"behaviour vectors: reusing {run.path}")
         return cached
+    check_building_allowed(run.path)
     logger.info(f"behaviour vectors: training SASRec on the train split only -> {run.path}")
     tokens, embeddings = train_behaviour_embeddings(run, show_progress)
     meta = {"cache_key": run.key, "model": "SASRec", **behaviour_params(config)}

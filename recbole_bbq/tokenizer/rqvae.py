@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_bbq.data.artifacts import check_cache_key, keyed_path, reuse_cached, sha256_of, sha256_of_bytes
+from recbole_bbq.checkpoint import plain_data
+from recbole_bbq.data.artifacts import (
+    check_building_allowed,
+    check_cache_key,
+    keyed_path,
+    reuse_cached,
+    sha256_of,
+    sha256_of_bytes,
+)
 from recbole_bbq.data.features import align_to_items, configured_feature_path, read_feature_file
 from recbole_bbq.data.semantic_ids import (
     align_codes,
@@ -23,6 +31,7 @@ from recbole_bbq.errors import ConfigError
 from recbole_bbq.tokenizer.bbq import mlp
 from recbole_bbq.tokenizer.defaults import with_defaults
 from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
+from recbole_bbq.tokenizer.saved import save_tokenizer_weights
 from recbole_bbq.tokenizer.tokenizer import code_statistics, deduplicate
 from recbole_bbq.tokenizer.training import LoopSettings, QuantizerHooks, train_quantizer
 
@@ -46,6 +55,25 @@ class RQVAE(nn.Module):
         return F.mse_loss(self.decoder(z_q), x) + rq_loss, codes
 
 
+def build_rqvae(input_dim, params):
+    """The (untrained) RQ-VAE of the ``rqvae`` settings ``params`` for ``input_dim``-d vectors."""
+    p = params
+    return RQVAE(input_dim, p["latent_dim"], p["hidden_dim"], p["levels"], p["codebook_size"], p["beta"])
+
+
+def normalised_input(features, device="cpu"):
+    """``features`` [N, d] as a float32 tensor on ``device``, each row L2-normalised."""
+    return F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32), dim=-1).to(device)
+
+
+@torch.no_grad()
+def rqvae_codes(model, x):
+    """Codes [N, levels] (numpy int64) of the normalised input ``x`` (:func:`normalised_input`)."""
+    model.eval()
+    codes, _ = model.quantizer.quantize(model.encoder(x))
+    return codes.cpu().numpy()
+
+
 class _RQVAETraining(QuantizerHooks):
     """The RQ-VAE's steps of the shared training loop: reconstruction plus quantizer loss."""
 
@@ -53,9 +81,7 @@ class _RQVAETraining(QuantizerHooks):
         self.x, self.params, self.device = x, params, device
 
     def build_model(self):
-        p = self.params
-        dims = (p["latent_dim"], p["hidden_dim"], p["levels"], p["codebook_size"], p["beta"])
-        return RQVAE(self.x.shape[1], *dims).to(self.device)
+        return build_rqvae(self.x.shape[1], self.params).to(self.device)
 
     def parameter_groups(self, model):
         return [(model.parameters(), self.params["learning_rate"])]
@@ -77,22 +103,57 @@ class _RQVAETraining(QuantizerHooks):
         return model.quantizer.reseed_dead_codes(model.encoder(self.x), generator)
 
 
-def fit_rqvae(features, params, device="cpu", show_progress=True):
-    """Train an RQ-VAE on ``features`` [N, d] and return its codes [N, levels] (no dedup).
+def fit_rqvae_model(features, params, device="cpu", show_progress=True):
+    """Train an RQ-VAE on ``features`` [N, d]; return its codes [N, levels] (no dedup) and itself.
 
     Args:
         features (array): ``[N, d]`` content vectors (L2-normalised here).
         params (dict): The ``rqvae`` settings (:func:`rqvae_params`).
         device (str): Torch device.
         show_progress (bool): Show a tqdm bar over epochs.
+
+    Returns:
+        tuple[np.ndarray, RQVAE]: The codes and the fitted model (in eval mode).
     """
-    x = F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32), dim=-1).to(device)
+    x = normalised_input(features, device)
     settings = LoopSettings.from_params(params, "RQ-VAE", show_progress)
     model = train_quantizer(_RQVAETraining(x, params, device), len(x), settings).model
-    model.eval()
-    with torch.no_grad():
-        codes, _ = model.quantizer.quantize(model.encoder(x))
-    return codes.cpu().numpy()
+    return rqvae_codes(model, x), model
+
+
+def fit_rqvae(features, params, device="cpu", show_progress=True):
+    """Train an RQ-VAE on ``features`` [N, d] and return its codes [N, levels] (no dedup).
+
+    Same arguments as :func:`fit_rqvae_model`, which also returns the fitted model.
+    """
+    return fit_rqvae_model(features, params, device, show_progress)[0]
+
+
+def rqvae_part_state(modality, params, model):
+    """One part of a TIGER/MMTIGER weights file: the fitted RQ-VAE of ``modality``.
+
+    Returns:
+        dict: ``modality``, ``params`` (plain data), ``input_dim`` and the CPU ``state_dict``.
+    """
+    return {
+        "modality": modality,
+        "params": plain_data(params),
+        "input_dim": int(model.encoder[0].in_features),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def rqvae_from_part(part):
+    """The fitted RQ-VAE (on CPU, in eval mode) of a :func:`rqvae_part_state` part."""
+    model = build_rqvae(int(part["input_dim"]), part["params"])
+    model.load_state_dict(part["state_dict"])
+    return model.eval()
+
+
+def _fit_part(modality, features, params, device, show_progress):
+    """``(codes, weights part)`` of one modality's freshly fitted RQ-VAE."""
+    codes, model = fit_rqvae_model(features, params, device, show_progress)
+    return codes, rqvae_part_state(modality, params, model)
 
 
 def _published_codes(config, source, item_tokens):
@@ -119,7 +180,9 @@ def _published_sources(config, kind, published, item_tokens):
     sources = []
     for name in published:
         path, codes = _published_codes(config, name, item_tokens)
-        sources.append(({"source": os.path.abspath(path), "size": os.path.getsize(path)}, lambda c=codes: c))
+        # Published codes come without a model: no weights part (None).
+        part = {"source": os.path.abspath(path), "size": os.path.getsize(path)}
+        sources.append((part, lambda c=codes: (c, None)))
     return sources
 
 
@@ -136,7 +199,7 @@ def _quantized_modalities(config, kind, params):
 
 
 def _fitted_sources(config, kind, item_tokens, show_progress):
-    """One ``(key part, build)`` pair per modality, ``build`` fitting its RQ-VAE."""
+    """One ``(key part, build)`` pair per modality, ``build`` fitting its RQ-VAE (and saving its state)."""
     params = rqvae_params(config)
     sources = []
     for modality in _quantized_modalities(config, kind, params):
@@ -146,7 +209,9 @@ def _fitted_sources(config, kind, item_tokens, show_progress):
         features, _ = align_to_items(read_feature_file(path), ["[PAD]", *item_tokens])
         features = features[1:].numpy()
         key = {"modality": modality, "params": params, "features": sha256_of_bytes(features)}
-        sources.append((key, lambda f=features: fit_rqvae(f, params, config["device"], show_progress)))
+        sources.append(
+            (key, lambda m=modality, f=features: _fit_part(m, f, params, config["device"], show_progress))
+        )
     return sources
 
 
@@ -164,8 +229,9 @@ def code_sources(config, kind, item_tokens, show_progress=True):
         show_progress (bool): Show the RQ-VAE progress bars when a build fits one.
 
     Returns:
-        list[tuple[dict, Callable[[], np.ndarray]]]: ``(key part, build)`` pairs; ``build()``
-        returns that part's ``[n_items, levels]`` codes.
+        list[tuple[dict, Callable[[], tuple]]]: ``(key part, build)`` pairs; ``build()``
+        returns that part's ``[n_items, levels]`` codes and its weights part
+        (:func:`rqvae_part_state`; None for published codes, which have no model).
 
     Raises:
         ConfigError: Several published files for TIGER, no modalities for MMTIGER, or a
@@ -210,7 +276,9 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
 
     TIGER quantizes one content vector; MMTIGER quantizes every modality with its own RQ-VAE
     (no shared codebook, no behaviour alignment) and concatenates the per-modality codes. Both
-    append a dedup code.
+    append a dedup code. When every part was fitted here (not ``semantic_ids_from``), the fitted
+    RQ-VAEs are saved first beside the file (:func:`recbole_bbq.tokenizer.saved.load_tokenizer`
+    loads them to encode new items); a reused file is returned as it is.
 
     Returns:
         tuple[str, str, dict]: Path, cache key and code statistics (before dedup).
@@ -220,11 +288,16 @@ def tiger_semantic_ids(config, item_tokens, show_progress=True, kind="tiger"):
     stats = reuse_cached(out, key, _cached_statistics)
     if stats is not None:
         return out, key, stats
-    codes = np.concatenate([np.asarray(build()) for _, build in sources], axis=1)
+    check_building_allowed(out)
+    built = [build() for _, build in sources]
+    codes = np.concatenate([np.asarray(part_codes) for part_codes, _ in built], axis=1)
     stats = code_statistics(codes, int(codes.max()) + 1)
-    write_semantic_id_file(
-        out, item_tokens, deduplicate(codes), {"cache_key": key, "stats": stats, **key_parts}
-    )
+    semantic_ids = deduplicate(codes)
+    parts = [part for _, part in built]
+    if all(part is not None for part in parts):
+        # Weights first: a semantic-ID file written by this code always has them beside it.
+        save_tokenizer_weights(out, {"kind": kind, "parts": parts}, key, semantic_ids)
+    write_semantic_id_file(out, item_tokens, semantic_ids, {"cache_key": key, "stats": stats, **key_parts})
     getLogger().info(
         f"{kind.upper()} semantic IDs: {out} (collision rate before dedup {stats['collision_rate']:.4f})"
     )

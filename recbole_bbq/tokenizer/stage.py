@@ -4,7 +4,9 @@ The artifact ``<data_path>/<dataset>.bbq-<key>.sid.npz`` is a semantic-ID file (
 ``codes`` = fused codes plus dedup code) with extra arrays ``codes_<signal>`` and
 ``quantized_<signal>`` for every signal (behaviour, each modality, fused) and the statistics in
 its meta. ``<key>`` hashes the feature files, the behaviour vectors and the tokenizer config, so a
-changed input never reuses a stale artifact. A per-level code-usage plot
+changed input never reuses a stale artifact. The fitted tokenizer is saved just before it, as
+``<dataset>.bbq-<key>.tokenizer.pth`` (:func:`recbole_bbq.tokenizer.saved.load_tokenizer` loads
+it to encode cold-start items). A per-level code-usage plot
 ``<dataset>.bbq-<key>.usage.png`` is saved beside it, and redrawn from the artifact when a reused
 artifact has none (e.g. the run that made it was killed while drawing). Temporary files that a
 killed writer left next to either are removed before they are written.
@@ -17,6 +19,7 @@ import numpy as np
 
 from recbole_bbq.data.artifacts import (
     atomic_write,
+    check_building_allowed,
     check_cache_key,
     keyed_path,
     meta_array,
@@ -30,6 +33,7 @@ from recbole_bbq.data.io import remove_stale_temp_files
 from recbole_bbq.data.semantic_ids import read_extra_arrays, read_semantic_id_file
 from recbole_bbq.errors import DataError
 from recbole_bbq.tokenizer.behaviour import behaviour_embeddings
+from recbole_bbq.tokenizer.saved import save_tokenizer_weights
 from recbole_bbq.tokenizer.tokenizer import BBQTokenizer, tokenizer_params
 
 
@@ -198,12 +202,15 @@ def run_tokenizer_stage(config, show_progress=True):
         logger.info(f"tokenizer: reusing {path}")
         ensure_usage_plot(path, artifact)
         return path, artifact["meta"]["stats"]
+    check_building_allowed(path)
     tokenizer = BBQTokenizer(**params).fit(
         features, behaviour, device=config["device"], show_progress=show_progress
     )
     encoded = tokenizer.encode(features, behaviour)
     stats = tokenizer.statistics(features, behaviour)
     meta = {"cache_key": key, "behaviour_key": behaviour_key, "params": params, "modalities": list(features)}
+    # Weights first: an artifact written by this code always has its tokenizer beside it.
+    save_tokenizer_weights(path, tokenizer.to_state(), key, encoded["semantic_ids"])
     save_artifact(path, item_tokens, encoded, stats, meta)
     plot_code_usage(usage_plot_path(path), encoded["codes"]["fused"], params["codebook_size"])
     logger.info(f"tokenizer: saved {path}\n{format_statistics(stats)}")

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_bbq.checkpoint import plain_data
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.tokenizer.bbq import FUSED, BBQTokenizerModel
 from recbole_bbq.tokenizer.defaults import section_defaults
@@ -188,6 +189,40 @@ class BBQTokenizer:
         hooks = _BBQTraining(self, features, behaviour, device)
         self.fit_seconds = train_quantizer(hooks, len(hooks.b), settings, history=self.history).seconds
         return self
+
+    def to_state(self):
+        """The fitted tokenizer as tensors and plain data (loads with ``weights_only=True``).
+
+        Returns:
+            dict: ``kind`` (``bbq``), ``params``, ``modality_dims`` (``[name, dim]`` pairs in
+            the model's modality order), ``behaviour_dim`` and the model's ``state_dict`` (on CPU).
+        """
+        self._require_fitted()
+        model = self.model
+        return {
+            "kind": "bbq",
+            "params": plain_data(self.params),
+            # The first Linear of each encoder gives the input sizes the model was built for.
+            "modality_dims": [[m, int(model.aligned[m][0].in_features)] for m in model.modalities],
+            "behaviour_dim": int(model.behaviour_encoder[0].in_features),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        }
+
+    @classmethod
+    def from_state(cls, state):
+        """A fitted tokenizer (on CPU, in eval mode) from what :meth:`to_state` returned.
+
+        Raises:
+            ConfigError: ``params`` has keys this version does not know.
+            RuntimeError: The state dict does not fit the model the params describe.
+        """
+        tokenizer = cls(**state["params"])
+        kwargs = {key: tokenizer.params[key] for key in MODEL_KEYS}
+        dims = {str(m): int(d) for m, d in state["modality_dims"]}
+        tokenizer.model = BBQTokenizerModel(dims, int(state["behaviour_dim"]), **kwargs)
+        tokenizer.model.load_state_dict(state["state_dict"])
+        tokenizer.model.eval()
+        return tokenizer
 
     def _require_fitted(self):
         if self.model is None:
