@@ -45,8 +45,8 @@ def add_items(model_file, features, output_file=None, trust=False):
 
     Raises:
         ConfigError: The model cannot score items it was not trained on.
-        DataError: A bad feature file or row, an item the model already has, or a semantic ID
-            the model has no codes for. Nothing is written then.
+        DataError: A bad feature file or row, a missing modality, an item the model already has,
+            or a tokenizer that cannot encode new items (published codes). Nothing is written then.
     """
     from recbole_bbq.quick_start import build_model, load_data_and_model, saved_config
 
@@ -86,9 +86,10 @@ def add_items(model_file, features, output_file=None, trust=False):
 
 def _save_extended(output_file, checkpoint, overrides, model):
     """Write ``checkpoint`` with the extended config and weights to ``output_file``, atomically."""
-    saved = checkpoint["config"]
-    saved = dict(saved) if isinstance(saved, dict) else dict(saved.final_config_dict)
-    updated = {**checkpoint, "config": {**saved, **overrides}, "state_dict": model.state_dict()}
+    from recbole_bbq.quick_start import checkpoint_settings
+
+    config = {**checkpoint_settings(checkpoint), **overrides}
+    updated = {**checkpoint, "config": config, "state_dict": model.state_dict()}
     updated["optimizer"] = None  # its per-item moments no longer fit; serving needs none
     with atomic_write(output_file) as tmp:
         torch.save(updated, tmp)

@@ -301,11 +301,15 @@ def load_data_and_model(model_file, config_dict=None, trust=False):
     return config, model.eval(), dataset, train_data, valid_data, test_data
 
 
+def checkpoint_settings(checkpoint):
+    """A loaded checkpoint's config as a plain dict (RecBole's own files pickle the Config)."""
+    saved = checkpoint["config"]
+    return dict(saved) if isinstance(saved, dict) else dict(saved.final_config_dict)
+
+
 def saved_config(checkpoint, config_dict=None):
     """The :class:`Config` of a loaded checkpoint, with ``config_dict`` overriding its settings."""
-    saved = checkpoint["config"]
-    if not isinstance(saved, dict):  # RecBole pickles its Config object
-        saved = dict(saved.final_config_dict)
+    saved = checkpoint_settings(checkpoint)
     settings = {**saved_settings(saved), **(config_dict or {})}
     return Config(saved["model"], saved["dataset"], config_dict=settings)
 
