@@ -211,25 +211,25 @@ def main(argv=None):
         ensure_dataset(args.dataset, args.data_path)
     name, held_out = make_cold_dataset(args.data_path, args.dataset, args.fraction, args.split_seed)
     models, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
-    summary = run_comparison(
-        models,
-        name,
-        seeds,
-        config_file_list=args.config_files.split() or None,
-        config_dict={"data_path": args.data_path},
-        results_dir=args.results_dir,
-    )
     groups = test_rows(args.data_path, args.dataset, held_out)
-    cold_folder = os.path.join(args.data_path, name)
+    shared = {
+        "config_file_list": args.config_files.split() or None,
+        "config_dict": {"data_path": args.data_path},
+        "results_dir": args.results_dir,
+    }
     out_dir = os.path.join(args.results_dir, name, "cold_start")
     os.makedirs(out_dir, exist_ok=True)
     results = []
-    for (label, seed), record in sorted(summary["runs"].items(), key=lambda kv: kv[0][1]):
-        path = os.path.join(out_dir, f"{label}-seed{seed}.json")
-        if os.path.isfile(path):
-            results.append(json.load(open(path)))
-        elif record and record.get("status") == "ok":
-            results.append(evaluate_cell(record, cold_folder, groups, path))
+    # Cell by cell, so that each trained model is evaluated (and its record kept) at once.
+    for seed in seeds:
+        for model in models:
+            record = run_comparison([model], name, [seed], **shared)["runs"][model, seed]
+            path = os.path.join(out_dir, f"{model}-seed{seed}.json")
+            if os.path.isfile(path):
+                results.append(json.load(open(path)))
+            elif record and record.get("status") == "ok":
+                results.append(evaluate_cell(record, os.path.join(args.data_path, name), groups, path))
+    run_comparison(models, name, seeds, report_only=True, **shared)  # the training report of all cells
     table = summary_table(results, models)
     header = (
         f"Held out: {len(held_out)} items ({args.fraction:.0%}, split seed {args.split_seed}); "
