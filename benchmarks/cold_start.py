@@ -142,11 +142,18 @@ def ranking_metrics(recommendations, targets):
 
 
 def evaluate_cell(record, cold_folder, groups, out_path):
-    """Add the held-out items to the cell's model (when it can take them) and score both groups."""
+    """Add the held-out items to the cell's model (when it can take them) and score both groups.
+
+    A model with score modes (BBQRec) is scored in every mode, from the same trained weights:
+    the mode decides whether items outside the beam, as the added items are at first, can rank.
+
+    Returns:
+        dict: ``model``, ``seed``, ``items_added`` and ``rows``: table row label (``BBQRec
+        (dense)``, ``TIGER``, ...) -> ``{"cold": metrics, "warm": metrics}``.
+    """
     from recbole_bbq.catalogue import add_items
     from recbole_bbq.errors import ConfigError
     from recbole_bbq.quick_start import load_data_and_model
-    from recbole_bbq.recommend import topk
 
     model_file = record["model_file"]
     features = {m: os.path.join(cold_folder, f"held_out.{m}.npz") for m in ("text", "image")}
@@ -157,36 +164,55 @@ def evaluate_cell(record, cold_folder, groups, out_path):
     except ConfigError:  # an ID-only model: it ranks the items it was trained on
         extended, added = model_file, False
     _, model, dataset, *_ = load_data_and_model(extended)
-    result = {"model": record["model"], "seed": record["seed"], "items_added": added}
-    for group, rows in groups.items():
-        known = dataset.field2token_id[dataset.iid_field]
-        histories = [[i for i in history if i in known] for _, history, _ in rows]
-        recommendations = topk(model, dataset, histories=histories, k=CUTOFF)
-        result[group] = ranking_metrics(recommendations, [target for _, _, target in rows])
+    rows = {}
+    for mode in score_modes(model):
+        label = record["model"] if mode is None else f"{record['model']} ({mode})"
+        if mode is not None:
+            model.score_mode = mode
+        rows[label] = {group: group_metrics(model, dataset, users) for group, users in groups.items()}
+    result = {"model": record["model"], "seed": record["seed"], "items_added": added, "rows": rows}
     with open(out_path + ".tmp", "w") as out:
         json.dump(result, out, indent=1)
     os.replace(out_path + ".tmp", out_path)
     return result
 
 
-def summary_table(results, models):
-    """Markdown table: per model, mean +- std over seeds of each group's metrics."""
+def score_modes(model):
+    """The score modes to evaluate: every one of a model that has them, else ``[None]``."""
+    if not hasattr(model, "score_mode"):
+        return [None]
+    from recbole_bbq.model.sequential_recommender.bbqrec import SCORE_MODES
+
+    return list(SCORE_MODES)
+
+
+def group_metrics(model, dataset, rows):
+    """NDCG@10 and Recall@10 of one user group (histories cut to the model's catalogue)."""
+    from recbole_bbq.recommend import topk
+
+    known = dataset.field2token_id[dataset.iid_field]
+    histories = [[i for i in history if i in known] for _, history, _ in rows]
+    recommendations = topk(model, dataset, histories=histories, k=CUTOFF)
+    return ranking_metrics(recommendations, [target for _, _, target in rows])
+
+
+def summary_table(results):
+    """Markdown table: per row (model, or model and score mode), mean +- std over seeds."""
     lines = [
         "| model | seeds | cold NDCG@10 | cold Recall@10 | warm NDCG@10 | warm Recall@10 | new items added |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for model in models:
-        runs = [r for r in results if r["model"] == model]
-        if not runs:
-            continue
+    labels = list(dict.fromkeys(label for r in results for label in r["rows"]))
+    for label in labels:
+        runs = [r for r in results if label in r["rows"]]
         cells = []
         for group in ("cold", "warm"):
             for metric in ("ndcg@10", "recall@10"):
-                values = [r[group][metric] for r in runs]
+                values = [r["rows"][label][group][metric] for r in runs]
                 spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
                 cells.append(f"{np.mean(values):.4f} ± {spread:.4f}")
         added = "yes" if runs[0]["items_added"] else "no (ID-only)"
-        lines.append(f"| {model} | {len(runs)} | " + " | ".join(cells) + f" | {added} |")
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {added} |")
     return "\n".join(lines)
 
 
@@ -225,12 +251,13 @@ def main(argv=None):
         for model in models:
             record = run_comparison([model], name, [seed], **shared)["runs"][model, seed]
             path = os.path.join(out_dir, f"{model}-seed{seed}.json")
-            if os.path.isfile(path):
-                results.append(json.load(open(path)))
+            stored = json.load(open(path)) if os.path.isfile(path) else {}
+            if "rows" in stored:
+                results.append(stored)
             elif record and record.get("status") == "ok":
                 results.append(evaluate_cell(record, os.path.join(args.data_path, name), groups, path))
     run_comparison(models, name, seeds, report_only=True, **shared)  # the training report of all cells
-    table = summary_table(results, models)
+    table = summary_table(results)
     header = (
         f"Held out: {len(held_out)} items ({args.fraction:.0%}, split seed {args.split_seed}); "
         f"test users: {len(groups['cold'])} cold (target held out), {len(groups['warm'])} warm.\n\n"
