@@ -288,7 +288,8 @@ def main(argv=None):
 
 
 def run_command(args, config_file_list, argv):
-    """Do what the parsed command line asks: prune the cache, compare, run a stage or train.
+    """Do what the parsed command line asks: recommend, add items, prune the cache, tune, compare, run
+    a stage or train.
 
     Returns:
         int: The exit status (see :func:`main`).
