@@ -121,6 +121,13 @@ def add_serving_arguments(parser):
     group.add_argument(
         "--output_file", default=None, help="--add_items: updated model file (default: in place)"
     )
+    group.add_argument(
+        "--id_rows",
+        default="zero",
+        choices=["zero", "mean"],
+        help="--add_items: learned per-item rows (BBQRec's z_ID) of new items: zero (default) or the "
+        "trained items' mean",
+    )
 
 
 def parse_seeds(text):
@@ -240,7 +247,8 @@ def add_items_cli(args):
 
     if not args.model_file or not args.features:
         raise ConfigError("--add_items needs --model_file and --features")
-    path = add_items(args.model_file, parse_features(args.features), output_file=args.output_file)
+    features = parse_features(args.features)
+    path = add_items(args.model_file, features, output_file=args.output_file, id_rows=args.id_rows)
     print(f"model with the added items: {path}")
     return 0
 

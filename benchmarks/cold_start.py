@@ -40,6 +40,9 @@ from _bench import ensure_dataset  # noqa: E402
 MODELS = ("BBQRec", "TIGER", "MMTIGER", "UniSRec", "SASRec")
 SPLITS = ("train", "valid", "test")
 CUTOFF = 10
+# Models with a learned per-item table (z_ID): their added items are scored with zero rows and,
+# in more rows of the table, with the mean of the trained rows.
+LEARNED_ID_ROWS = ("BBQRec",)
 
 
 def read_split(path):
@@ -146,35 +149,46 @@ def evaluate_cell(record, cold_folder, groups, out_path):
 
     A model with score modes (BBQRec) is scored in every mode, from the same trained weights:
     the mode decides whether items outside the beam, as the added items are at first, can rank.
+    BBQRec is scored twice: added items with zero z_ID rows (the default) and with the mean of
+    the trained rows.
 
     Returns:
         dict: ``model``, ``seed``, ``items_added`` and ``rows``: table row label (``BBQRec
         (dense)``, ``TIGER``, ...) -> ``{"cold": metrics, "warm": metrics}``.
     """
-    from recbole_bbq.catalogue import add_items
     from recbole_bbq.errors import ConfigError
     from recbole_bbq.quick_start import load_data_and_model
 
-    model_file = record["model_file"]
     features = {m: os.path.join(cold_folder, f"held_out.{m}.npz") for m in ("text", "image")}
-    extended = os.path.splitext(model_file)[0] + "-cold.pth"
-    try:
-        add_items(model_file, features, output_file=extended)
-        added = True
-    except ConfigError:  # an ID-only model: it ranks the items it was trained on
-        extended, added = model_file, False
-    _, model, dataset, *_ = load_data_and_model(extended)
-    rows = {}
-    for mode in score_modes(model):
-        label = record["model"] if mode is None else f"{record['model']} ({mode})"
-        if mode is not None:
-            model.score_mode = mode
-        rows[label] = {group: group_metrics(model, dataset, users) for group, users in groups.items()}
+    rows, added = {}, True
+    for id_rows in ("zero", "mean") if record["model"] in LEARNED_ID_ROWS else ("zero",):
+        try:
+            model, dataset = _with_held_out_items(record["model_file"], features, id_rows)
+        except ConfigError:  # an ID-only model: it ranks the items it was trained on
+            _, model, dataset, *_ = load_data_and_model(record["model_file"])
+            added = False
+        suffix = ", z_ID mean" if id_rows == "mean" else ""
+        for mode in score_modes(model):
+            label = record["model"] if mode is None else f"{record['model']} ({mode}{suffix})"
+            if mode is not None:
+                model.score_mode = mode
+            rows[label] = {group: group_metrics(model, dataset, users) for group, users in groups.items()}
     result = {"model": record["model"], "seed": record["seed"], "items_added": added, "rows": rows}
     with open(out_path + ".tmp", "w") as out:
         json.dump(result, out, indent=1)
     os.replace(out_path + ".tmp", out_path)
     return result
+
+
+def _with_held_out_items(model_file, features, id_rows):
+    """The cell's model and dataset with the held-out items added (``id_rows``: their z_ID)."""
+    from recbole_bbq.catalogue import add_items
+    from recbole_bbq.quick_start import load_data_and_model
+
+    extended = f"{os.path.splitext(model_file)[0]}-cold-{id_rows}.pth"
+    add_items(model_file, features, output_file=extended, id_rows=id_rows)
+    _, model, dataset, *_ = load_data_and_model(extended)
+    return model, dataset
 
 
 def score_modes(model):

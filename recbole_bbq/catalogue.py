@@ -26,8 +26,10 @@ from recbole_bbq.data.semantic_ids import read_extra_arrays, read_semantic_id_fi
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.model.traits import model_traits
 
+ID_ROWS = ("zero", "mean")
 
-def add_items(model_file, features, output_file=None, trust=False):
+
+def add_items(model_file, features, output_file=None, trust=False, id_rows="zero"):
     """Add items to a saved model; write the updated model file and its artifacts.
 
     Args:
@@ -39,6 +41,9 @@ def add_items(model_file, features, output_file=None, trust=False):
             replaced atomically). Beside it go ``<name>.<digest>.items.npz`` (the added items'
             features) and, for semantic-ID models, ``<name>.<digest>.sid.npz``.
         trust (bool): Allow fully unpickled checkpoints (see :func:`load_checkpoint`).
+        id_rows (str): Learned per-item rows of the new items (BBQRec's z_ID, ID embeddings):
+            ``zero`` (the default: their representation is their content alone) or ``mean``
+            (the mean of the trained items' rows).
 
     Returns:
         str: The updated model file.
@@ -50,6 +55,8 @@ def add_items(model_file, features, output_file=None, trust=False):
     """
     from recbole_bbq.quick_start import build_model, load_data_and_model, saved_config
 
+    if id_rows not in ID_ROWS:
+        raise ConfigError(f"id_rows must be one of {ID_ROWS}, got '{id_rows}'")
     output_file = str(output_file or model_file)
     checkpoint = load_checkpoint(model_file, "cpu", trust=trust)
     config, model, dataset, *_ = load_data_and_model(model_file, trust=trust)
@@ -62,7 +69,7 @@ def add_items(model_file, features, output_file=None, trust=False):
     tokenizer = _saved_tokenizer(config) if traits.semantic_ids else None
     needed = set(dataset.modalities) | set(tokenizer.modalities if tokenizer else ())
     tokens, rows = new_item_rows(features, needed, dataset)
-    root = os.path.splitext(output_file)[0] + "." + sha256_of([model_file, tokens])[:12]
+    root = os.path.splitext(output_file)[0] + "." + sha256_of([model_file, tokens, id_rows])[:12]
     written = []  # removed again if anything fails, so a failed call leaves no files behind
     try:
         overrides = {"catalogue_file": _write_catalogue(root, config, tokens, rows, written)}
@@ -74,7 +81,7 @@ def add_items(model_file, features, output_file=None, trust=False):
                 codes = read_semantic_id_file(path)[1]
                 overrides["semantic_id_vocab_sizes"] = code_vocab_sizes(model.vocab_sizes, codes)
         new_model = build_model(saved_config(checkpoint, overrides))[0]
-        new_model.load_state_dict(grown_state_dict(model, new_model))
+        new_model.load_state_dict(grown_state_dict(model, new_model, id_rows))
         _save_extended(output_file, checkpoint, overrides, new_model)
     except BaseException:
         for path in written:
@@ -227,13 +234,14 @@ def _write_semantic_ids(root, config, tokens, encoded, written):
     return out
 
 
-def grown_state_dict(old_model, new_model):
+def grown_state_dict(old_model, new_model, id_rows="zero"):
     """The trained weights in the shapes of ``new_model``, which has more items.
 
     Code tables that grew are carried by :func:`grown_code_tables`. Equal shapes keep the
-    trained value. A buffer whose shape changed is data-derived (item
-    codes, quantized content, text vectors): the new model's, built from the extended data. A
-    parameter with one row per item keeps its trained rows and gets zero rows for new items.
+    trained value. A buffer whose shape changed is data-derived (item codes, quantized content,
+    text vectors): the new model's, built from the extended data. A parameter with one row per
+    item keeps its trained rows; new items get zero rows (``id_rows="zero"``) or the mean of the
+    trained items' rows (``"mean"``).
 
     Raises:
         ConfigError: A parameter that changed shape in another way.
@@ -251,7 +259,7 @@ def grown_state_dict(old_model, new_model):
         elif name in buffers:
             grown[name] = value
         elif before.shape[0] == n_old and value.shape[0] == n_new and before.shape[1:] == value.shape[1:]:
-            grown[name] = torch.cat([before, before.new_zeros((n_new - n_old, *before.shape[1:]))])
+            grown[name] = torch.cat([before, _new_id_rows(before, n_new - n_old, id_rows)])
         else:
             raise ConfigError(
                 f"cannot carry parameter '{name}' from {tuple(before.shape)} to {tuple(value.shape)} "
@@ -289,3 +297,10 @@ def grown_code_tables(old_model, new_model):
 
 def _repeat_mean(rows, count):
     return rows.mean(dim=0, keepdim=True).repeat(count, 1)
+
+
+def _new_id_rows(trained, count, id_rows):
+    """``count`` rows for new items of a learned per-item table (row 0 is padding)."""
+    if id_rows == "mean":
+        return trained[1:].mean(dim=0, keepdim=True).repeat(count, *([1] * (trained.dim() - 1)))
+    return trained.new_zeros((count, *trained.shape[1:]))

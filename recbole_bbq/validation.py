@@ -223,6 +223,7 @@ ENTRY_POINT_KEYS = (
     "k",
     "features",
     "output_file",
+    "id_rows",
     "compare_variants",
     "tuning_space",
 )

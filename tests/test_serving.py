@@ -320,3 +320,16 @@ def test_cli_checkpoint_name_names_the_main_models_file_only(tiny_root, tmp_path
     model_file = tmp_path / "saved" / "cli-best.pth"
     assert f"model file: {model_file}" in capsys.readouterr().out
     assert load_checkpoint(str(model_file), "cpu")["config"]["model"] == "BBQRec"
+
+
+def test_new_items_can_start_from_the_trained_items_mean_z_id(trained, tiny_root, tmp_path):
+    _, _, model_file = trained("BBQRec")
+    output = str(tmp_path / "mean.pth")
+    add_items(model_file, new_features(tiny_root), output_file=output, id_rows="mean")
+    _, before, old_dataset, *_ = load_data_and_model(model_file)
+    _, after, _, *_ = load_data_and_model(output)
+    trained_rows = before.item_id_embedding.weight[1:]
+    new_rows = after.item_id_embedding.weight[old_dataset.item_num :]
+    torch.testing.assert_close(new_rows, trained_rows.mean(dim=0).expand_as(new_rows))
+    with pytest.raises(ConfigError, match="id_rows must be one of"):
+        add_items(model_file, new_features(tiny_root), output_file=output, id_rows="random")
