@@ -52,6 +52,12 @@ class FeatureFile:
         return self.features.shape[1]
 
 
+def non_finite_rows(matrix):
+    """``(first row, count)`` of the rows of ``matrix`` with NaN or inf (``(None, 0)`` if none)."""
+    bad = ~np.isfinite(matrix).all(axis=1)
+    return (int(np.flatnonzero(bad)[0]), int(bad.sum())) if bad.any() else (None, 0)
+
+
 def _validate(path, tokens, features, missing):
     """Raise :class:`DataError` naming ``path`` and the offending row or token."""
     if features.ndim != 2:
@@ -60,12 +66,11 @@ def _validate(path, tokens, features, missing):
         raise DataError(
             f"{path}: {len(tokens)} tokens, {len(missing)} missing flags but {features.shape[0]} feature rows"
         )
-    finite = np.isfinite(features).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
+    row, count = non_finite_rows(features)
+    if count:
         raise DataError(
             f"{path}: row {row} (item '{tokens[row]}') has non-finite values (NaN or inf); "
-            f"{int((~finite).sum())} such rows in total"
+            f"{count} such rows in total"
         )
     unique, first_index, counts = np.unique(tokens, return_index=True, return_counts=True)
     if (counts > 1).any():

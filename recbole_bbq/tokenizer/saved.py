@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from recbole_bbq.data.artifacts import KEY_CHARS, atomic_write, sha256_of_bytes
+from recbole_bbq.data.features import non_finite_rows
 from recbole_bbq.data.semantic_ids import read_semantic_id_file
 from recbole_bbq.errors import DataError
 
@@ -223,9 +224,8 @@ class SavedTokenizer:
                     f"tokenizer of {self.path}: modality '{modality}' must be a numeric [N, {dim}] array "
                     f"(expected dimension {dim}), got shape {list(array.shape)} of {array.dtype}"
                 )
-            finite = np.isfinite(array).all(axis=1)
-            if not finite.all():
-                row = int(np.flatnonzero(~finite)[0])
+            row, count = non_finite_rows(array)
+            if count:
                 raise DataError(
                     f"tokenizer of {self.path}: modality '{modality}' has NaN or inf in row {row}"
                 )
