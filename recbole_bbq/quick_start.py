@@ -10,7 +10,7 @@ import os
 from logging import getLogger
 
 import torch.distributed as dist
-from recbole.utils import init_seed, set_color
+from recbole.utils import calculate_valid_score, init_seed, set_color
 
 from recbole_bbq.checkpoint import load_checkpoint, unpack_other_parameter
 from recbole_bbq.config import Config
@@ -299,6 +299,39 @@ def load_data_and_model(model_file, config_dict=None, trust=False):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(unpack_other_parameter(checkpoint.get("other_parameter")))
     return config, model.eval(), dataset, train_data, valid_data, test_data
+
+
+def evaluate_saved_model(model_file, config_dict=None, verbose=False):
+    """Evaluate saved weights on valid and test without training them again.
+
+    Used for rows that differ from a trained row only in how they score (e.g. BBQRec's
+    ``score_mode``): the same weights, so a paired test isolates the scoring.
+
+    Args:
+        model_file (str): A checkpoint written by this package's trainer.
+        config_dict (dict, optional): Evaluation-time overrides of the saved settings.
+        verbose (bool): Show progress bars.
+
+    Returns:
+        dict: The keys of :func:`run_recbole_bbq`'s result; ``best_valid_score`` and
+        ``best_valid_result`` are this evaluation of valid, ``model_file`` is ``model_file``.
+    """
+    config, model, dataset, _, valid_data, test_data = load_data_and_model(model_file, config_dict)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    show_progress = config["show_progress"] and verbose
+    valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
+    return {
+        "best_valid_score": calculate_valid_score(valid_result, config["valid_metric"].lower()),
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": valid_result,
+        "test_result": test_result,
+        "valid_curve": [],
+        "stop_reason": None,
+        "epochs_trained": 0,
+        "test_per_user": per_user_record(dataset, trainer.last_per_user, config),
+        "model_file": model_file,
+    }
 
 
 def checkpoint_settings(checkpoint):

@@ -6,6 +6,7 @@ import os
 import pytest
 import yaml
 
+from recbole_bbq.compare.runner import WEIGHTS_OF
 from recbole_bbq.config import Config
 from recbole_bbq.tokenizer.tokenizer import tokenizer_params
 
@@ -38,6 +39,8 @@ def test_variants_use_known_models_and_keys(name):
         for key, value in spec.items():
             if key == "tokenizer":
                 tokenizer_params(value)  # unknown tokenizer keys raise
+            elif key == WEIGHTS_OF:
+                assert value in read(name)["compare_variants"] or value == model, f"{name}: {label}: {value}"
             elif key not in ("model", "base"):
                 assert key in known, f"{name}: {label} sets unknown key {key}"
 

@@ -16,8 +16,10 @@ import recbole_bbq.compare.runner as runner
 from recbole_bbq.compare import resolve_variant, run_comparison
 from recbole_bbq.compare.summary import summarize
 from recbole_bbq.errors import ConfigError
+from recbole_bbq.pipeline import run_pipeline
 
 from conftest import REPO_DIR, TEST_DATA, tiny_config
+from test_generative import model_config, tiny_root  # noqa: F401  (fixture)
 
 CLI = os.path.join(REPO_DIR, "run_recbole_bbq.py")
 REPORT_FILES = ("comparison.md", "comparison.csv", "comparison.png", "protocol.json")
@@ -447,3 +449,81 @@ def test_a_variant_can_start_from_another_one():
         resolve_variant("a", {"a": {"base": "b"}, "b": {"base": "a"}}, {})
     with pytest.raises(ConfigError, match=r"compare_variants.a.base: 'nope' is not a compare_variants label"):
         resolve_variant("a", {"a": {"base": "nope"}}, {})
+
+
+def test_weights_of_rows_must_match_their_source_but_for_evaluation_keys(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "run_pipeline", fake_pipeline())
+    options = dict(config_dict=tiny_config(tmp_path), results_dir=tmp_path / "r", show_progress=False)
+
+    def compare_with(variants, models):
+        config_dict = {**options["config_dict"], "compare_variants": variants}
+        return run_comparison(models, "tiny", [1], **{**options, "config_dict": config_dict})
+
+    dense = {"model": "SASRec", "weights_of": "SASRec", "eval_batch_size": 7}
+    with pytest.raises(
+        ConfigError, match=r"compare_variants.x.weights_of: 'SASRec' must be a row listed before 'x'"
+    ):
+        compare_with({"x": dense}, ["x", "SASRec"])
+    with pytest.raises(
+        ConfigError, match=r"'x' may differ from 'SASRec' only in score_mode.*differs in learning_rate"
+    ):
+        compare_with({"x": {**dense, "learning_rate": 0.5}}, ["SASRec", "x"])
+    with pytest.raises(ConfigError, match=r"differs in model GRU4Rec vs SASRec"):
+        compare_with({"x": {**dense, "model": "GRU4Rec"}}, ["SASRec", "x"])
+    with pytest.raises(ConfigError, match=r"'x' trains nothing itself"):
+        compare_with({"x": dense, "y": {**dense, "weights_of": "x"}}, ["SASRec", "x", "y"])
+    assert not (tmp_path / "r").exists()  # refused before any cell ran
+
+
+def test_a_weights_of_row_fails_cleanly_without_its_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "run_pipeline", fake_pipeline(fail={("SASRec", 1)}))
+    config_dict = {
+        **tiny_config(tmp_path),
+        "compare_variants": {"SASRec-eval": {"model": "SASRec", "weights_of": "SASRec"}},
+    }
+    summary = run_comparison(
+        ["SASRec", "SASRec-eval"],
+        "tiny",
+        [1],
+        config_dict=config_dict,
+        results_dir=tmp_path / "r",
+        show_progress=False,
+    )
+    record = summary["runs"]["SASRec-eval", 1]
+    assert record["status"] == "failed" and record["weights_of"] == "SASRec"
+    assert "weights_of 'SASRec': seed 1 has no finished run with a model file" in record["error"]
+
+
+def test_weights_of_rows_evaluate_the_source_model_without_training(tmp_path, tiny_root, monkeypatch):  # noqa: F811
+    """BBQRec in another score mode from the same weights: one training, and the beam row
+    evaluated again reproduces the trained row's test values user by user."""
+    trained = []
+
+    def counting_pipeline(model, *args, **kwargs):
+        trained.append(model)
+        return run_pipeline(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_pipeline", counting_pipeline)
+    config_dict = model_config(tmp_path, tiny_root, epochs=1, checkpoint_dir=str(tmp_path / "saved"))
+    config_dict["compare_variants"] = {
+        "BBQRec-again": {"model": "BBQRec", "weights_of": "BBQRec"},
+        "BBQRec-dense": {"model": "BBQRec", "weights_of": "BBQRec", "score_mode": "dense"},
+    }
+    models = ["BBQRec", "BBQRec-again", "BBQRec-dense"]
+    summary = run_comparison(
+        models, "tiny", [1], config_dict=config_dict, results_dir=tmp_path / "r", show_progress=False
+    )
+    assert trained == ["BBQRec"]
+    source, again, dense = (summary["runs"][label, 1] for label in models)
+    assert all(r["status"] == "ok" for r in (source, again, dense)), [r.get("error") for r in (again, dense)]
+    assert again["test_result"] == source["test_result"]
+    assert again["test_per_user"] == source["test_per_user"]
+    assert dense["weights_of"] == "BBQRec" and dense["model_file"] == source["model_file"]
+    assert dense["epochs_trained"] == source["epochs_trained"] == 1
+    assert dense["test_per_user"]["users"] == source["test_per_user"]["users"]
+    assert dense["test_per_user"]["ndcg@10"] != source["test_per_user"]["ndcg@10"]  # scored differently
+    report = open(summary["markdown"], encoding="utf-8").read()
+    assert (
+        "Not trained on their own: BBQRec-again (weights of BBQRec), BBQRec-dense (weights of BBQRec)."
+        in report
+    )

@@ -38,6 +38,9 @@ def markdown_report(protocol, rows, metrics, table, records, seeds, per_user=Non
         "Mean ± sample standard deviation over seeds (ddof=1; one seed: the value only). "
         "**Bold**: best mean, <u>underlined</u>: second best.\n\n" + table,
     ]
+    shared = shared_weights_markdown(rows, records, seeds)
+    if shared:
+        parts[-1] += "\n\n" + shared
     failures = failures_markdown(rows, records, seeds)
     if failures:
         parts.append("## Failed runs\n\n" + failures)
@@ -185,6 +188,23 @@ def _status_text(row):
 def _escape(text):
     """Shortened text that cannot break a Markdown table row."""
     return shorten(text).replace("|", "\\|").replace("\n", " ")
+
+
+def shared_weights_markdown(rows, records, seeds):
+    """A note naming the rows that evaluate another row's trained weights (``weights_of``)."""
+    sources = {}
+    for row in rows:
+        for seed in seeds:
+            source = (records.get((row["model"], seed)) or {}).get("weights_of")
+            if source:
+                sources[row["model"]] = source
+    if not sources:
+        return ""
+    pairs = ", ".join(f"{label} (weights of {source})" for label, source in sources.items())
+    return (
+        f"Not trained on their own: {pairs}. Each seed evaluates the named row's model of that seed, "
+        "changing only evaluation settings; their epochs and stop reasons are that row's."
+    )
 
 
 def failures_markdown(rows, records, seeds):

@@ -29,6 +29,7 @@ from recbole_bbq.compare.store import (
 from recbole_bbq.data.artifacts import sha256_with_files
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.pipeline import run_pipeline
+from recbole_bbq.quick_start import evaluate_saved_model
 
 # Config keys stored with every cell (those that exist in the model's config).
 CELL_CONFIG_KEYS = (
@@ -50,6 +51,10 @@ CELL_CONFIG_KEYS = (
 )
 # A variant label names files (runs/<label>-seed<seed>.json), so it must be a plain file name.
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
+# A variant key: evaluate the weights another row trained (same seed) instead of training.
+WEIGHTS_OF = "weights_of"
+# The only keys a ``weights_of`` row may set differently from its source: they act at evaluation.
+EVALUATION_KEYS = ("score_mode", "fusion_weight", "beam_size", "eval_batch_size")
 
 
 def run_comparison(
@@ -106,6 +111,7 @@ def run_comparison(
         command=CommandLine.of(argv),
     )
     variants = load_variants(config_file_list, config_dict)
+    check_weights_of(comparison, variants)
     comparison = replace(comparison, reference=compare_reference(comparison))
     if report_only:
         records = {key: read_run(run_file(comparison.out_dir, *key)) for key in _cell_keys(comparison)}
@@ -126,7 +132,8 @@ def _run_cells(comparison, variants, show_progress):
     records = {}
     for index, (label, seed) in enumerate(keys, start=1):
         model, cell_dict = resolve_variant(label, variants, comparison.config_dict)
-        cell = Cell(label=label, model=model, seed=seed, config_dict=cell_dict)
+        weights_of = cell_dict.pop(WEIGHTS_OF, None)
+        cell = Cell(label=label, model=model, seed=seed, config_dict=cell_dict, weights_of=weights_of)
         records[label, seed] = runner.run_or_skip(cell, f"[{index}/{len(keys)}] {label} seed {seed}")
     return records
 
@@ -174,6 +181,56 @@ def resolve_variant(label, variants, config_dict):
     model = str(spec.pop("model", label))
     shared = {k: v for k, v in config_dict.items() if k != "compare_variants"}
     return model, {**shared, **spec}
+
+
+def check_weights_of(comparison, variants):
+    """Check every ``weights_of`` row: its source is an earlier row of the same model class, and
+    the two differ only in :data:`EVALUATION_KEYS` (so the source's weights are this row's).
+
+    Raises:
+        ConfigError: Naming the row and what is wrong.
+    """
+    for position, label in enumerate(comparison.models):
+        model, cell_dict = resolve_variant(label, variants, comparison.config_dict)
+        source = cell_dict.pop(WEIGHTS_OF, None)
+        if source is None:
+            continue
+        where = f"compare_variants.{label}.{WEIGHTS_OF}"
+        if source not in comparison.models[:position]:
+            raise ConfigError(f"{where}: '{source}' must be a row listed before '{label}' in this comparison")
+        source_model, source_dict = resolve_variant(source, variants, comparison.config_dict)
+        if source_dict.pop(WEIGHTS_OF, None) is not None:
+            raise ConfigError(f"{where}: '{source}' trains nothing itself (it has {WEIGHTS_OF} too)")
+        changed = sorted(
+            k
+            for k in {*cell_dict, *source_dict} - set(EVALUATION_KEYS)
+            if cell_dict.get(k) != source_dict.get(k)
+        )
+        if model != source_model or changed:
+            what = f"model {model} vs {source_model}" if model != source_model else ", ".join(changed)
+            raise ConfigError(
+                f"{where}: '{label}' may differ from '{source}' only in {', '.join(EVALUATION_KEYS)}; "
+                f"it differs in {what}"
+            )
+
+
+def source_model_file(out_dir, source, seed):
+    """The model file of the stored, finished cell (``source``, ``seed``) of a ``weights_of`` row.
+
+    Raises:
+        RuntimeError: The cell has not finished, or its model file is gone.
+    """
+    path = run_file(out_dir, source, seed)
+    record = read_run(path)
+    if not is_ok(record) or not record.get("model_file"):
+        raise RuntimeError(
+            f"{WEIGHTS_OF} '{source}': seed {seed} has no finished run with a model file ({path})"
+        )
+    if not os.path.isfile(record["model_file"]):
+        raise RuntimeError(
+            f"{WEIGHTS_OF} '{source}': the model file {record['model_file']} of {path} is gone"
+        )
+    return record["model_file"]
 
 
 def _variant_spec(label, variants, seen):
@@ -289,14 +346,29 @@ class CellRunner:
             )
             self._say(f"{tag} skip (done{note})")
             return stored
-        self._say(f"{tag} ...")
+        self._say(
+            f"{tag} ..." if cell.weights_of is None else f"{tag} evaluating the weights of {cell.weights_of}"
+        )
         # A cut-short cell resumes from its last validation (same label, seed and settings only).
         name = cell_checkpoint_name(self.comparison.dataset, cell.label, cell.seed, self.settings)
         config_dict = {"checkpoint_name": name, **cell.config_dict}
+        weights_from = None if cell.weights_of is None else (self.comparison.out_dir, cell.weights_of)
         record = run_cell(
-            cell.model, self.comparison.dataset, cell.seed, self.comparison.config_file_list, config_dict
+            cell.model,
+            self.comparison.dataset,
+            cell.seed,
+            self.comparison.config_file_list,
+            config_dict,
+            weights_from=weights_from,
         )
         record.update(model=cell.label, model_class=cell.model, settings=self.settings)
+        if cell.weights_of is not None:
+            source = read_run(run_file(self.comparison.out_dir, cell.weights_of, cell.seed)) or {}
+            record[WEIGHTS_OF] = cell.weights_of
+            if is_ok(record):  # the weights' training, for the table's epochs and stop reasons
+                record.update(
+                    epochs_trained=source.get("epochs_trained"), stop_reason=source.get("stop_reason")
+                )
         write_json_atomic(path, per_user_last(record))
         self._say(f"{tag} {_cell_outcome(record)}")
         return record
@@ -313,7 +385,7 @@ def cell_checkpoint_name(dataset, label, seed, settings):
     return f"{dataset}-{label}-seed{seed}-{digest[:10]}"
 
 
-def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):
+def run_cell(model, dataset, seed, config_file_list=None, config_dict=None, weights_from=None):
     """Train and test one model with one seed; never raises for a failing model.
 
     Args:
@@ -322,6 +394,8 @@ def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):
         seed (int): The cell's seed (overrides ``config_dict['seed']``).
         config_file_list (list[str], optional): YAML files.
         config_dict (dict, optional): Overrides.
+        weights_from (tuple[str, str], optional): ``(results folder, row)``: evaluate that row's
+            stored model of this seed with this cell's :data:`EVALUATION_KEYS` instead of training.
 
     Returns:
         dict: The cell's record: ``status`` (``ok`` or ``failed``), metrics, wall time, the
@@ -332,7 +406,11 @@ def run_cell(model, dataset, seed, config_file_list=None, config_dict=None):
     start = time.perf_counter()
     try:
         record["config"] = _checked_cell_config(model, dataset, seed, config_file_list, cell_dict)
-        result = run_pipeline(model, dataset, config_file_list, cell_dict, saved=True)
+        if weights_from is None:
+            result = run_pipeline(model, dataset, config_file_list, cell_dict, saved=True)
+        else:
+            evaluation = {key: cell_dict[key] for key in EVALUATION_KEYS if key in cell_dict}
+            result = evaluate_saved_model(source_model_file(*weights_from, seed), evaluation)
         if result is None:
             raise RuntimeError("the run returned no result")
         record.update(_result_fields(result, record["config"].get("valid_metric")))

@@ -77,9 +77,11 @@ class Cell:
         model (str): The model class the row trains.
         seed (int): The cell's seed.
         config_dict (dict): The cell's overrides: the shared ones, then the variant's.
+        weights_of (str | None): The row whose trained weights this cell evaluates (no training).
     """
 
     label: str
     model: str
     seed: int
     config_dict: dict
+    weights_of: str | None = None
