@@ -6,10 +6,16 @@ long the histories are. A model that leans on item IDs loses on targets that tra
 showed it; the test targets are one step later in time than the valid ones, so more of them can
 be new. With ``--results`` (a comparison's folder with ``runs/``) it also prints, per model, the
 valid-to-test drop and the part of it that selecting the best of many noisy validations
-explains: how far the best valid score lies above the validations around it. Usage:
+explains: how far the best valid score lies above the validations around it.
+
+With ``--per_user`` it also splits each model's drop by the target's training popularity. Every
+run's saved model is evaluated again on valid and test, user by user (cached, one JSON per run,
+in ``<results>/valid_test_gap/``; run from the folder the runs' ``model_file`` paths are relative
+to, or pass ``--model_root``). The drop is then the part due to the test targets' other mix of
+popularity buckets, plus the part due to lower scores within the buckets. Usage:
 
     python benchmarks/valid_test_gap.py --data_path dataset --dataset Scientific \
-        --results results/scientific-converged-cpu/Scientific
+        --results results/scientific-converged-cpu/Scientific [--per_user]
 """
 
 import argparse
@@ -18,18 +24,23 @@ import glob
 import json
 import os
 import statistics
+import sys
 
 import numpy as np
 
+# Per-user values of this metric are split by popularity (the runs' valid metric).
+PER_USER_METRIC = "ndcg@10"
 
-def read_split(path):
-    """``(history, target)`` rows of a ``<dataset>.<split>.inter`` benchmark file."""
+
+def read_split(path, with_users=False):
+    """``(history, target)`` rows of a ``<dataset>.<split>.inter`` benchmark file
+    (``(user, history, target)`` with ``with_users``)."""
     rows = []
     with open(path, encoding="utf-8") as f:
         next(f)
         for line in f:
-            _, history, target = line.rstrip("\n").split("\t")
-            rows.append((history.split(), target))
+            user, history, target = line.rstrip("\n").split("\t")
+            rows.append((user, history.split(), target) if with_users else (history.split(), target))
     return rows
 
 
@@ -75,6 +86,114 @@ def print_selection_table(results_dir):
         )
 
 
+SPLITS = ("valid", "test")
+
+
+def split_file(folder, dataset, split):
+    return os.path.join(folder, f"{dataset}.{split}.inter")
+
+
+def per_user_values(results_dir, model_root="."):
+    """``{(model, seed): {"valid": {user: value}, "test": {user: value}}}`` of every finished run,
+    from the cache or by evaluating the run's saved model again (then cached)."""
+    cache = os.path.join(results_dir, "valid_test_gap")
+    values = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "runs", "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("status") != "ok" or not record.get("model_file") or record.get("weights_of"):
+            continue
+        cached = os.path.join(cache, os.path.basename(path))
+        if not os.path.isfile(cached):
+            write_json_atomic(cached, evaluate_per_user(os.path.join(model_root, record["model_file"])))
+        with open(cached, encoding="utf-8") as f:
+            stored = json.load(f)
+        values[record["model"], record["seed"]] = {
+            split: dict(zip(stored[split]["users"], stored[split][PER_USER_METRIC])) for split in SPLITS
+        }
+    return values
+
+
+def evaluate_per_user(model_file):
+    """The valid and test per-user values of a saved model (``{"valid": ..., "test": ...}``)."""
+    from recbole_bbq.quick_start import evaluate_saved_model
+
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value options from the command line
+    result = evaluate_saved_model(model_file)
+    return {"model_file": model_file, "valid": result["valid_per_user"], "test": result["test_per_user"]}
+
+
+def write_json_atomic(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+def popularity_bucket(count, edges):
+    """``0``, ``1-4``, ..., ``20+``: the bucket of a training-target count (``edges`` = 1, 5, 20)."""
+    if count == 0:
+        return "0"
+    upper = [edge for edge in edges if edge > count]
+    lower = max(edge for edge in edges if edge <= count)
+    return f"{lower}+" if not upper else f"{lower}-{upper[0] - 1}"
+
+
+def popularity_gap(values, targets, target_counts, edges):
+    """Per model (seeds pooled), per popularity bucket of the target: user shares and mean values
+    on valid and test, and the drop split into its mix and within-bucket parts.
+
+    With ``w`` the buckets' user shares and ``m`` their mean values, the drop is
+    ``sum(w_valid m_valid) - sum(w_test m_test) = sum((w_valid - w_test) m_valid)`` (mix)
+    ``+ sum(w_test (m_valid - m_test))`` (within buckets).
+
+    Returns:
+        dict: model -> ``{"buckets": {bucket: {"valid_share", "test_share", "valid", "test"}},
+        "valid", "test", "mix", "within"}``.
+    """
+    order = ["0"] + [popularity_bucket(edge, edges) for edge in edges]
+    rows = {}
+    for model in sorted({model for model, _ in values}):
+        pooled = {split: collections.defaultdict(list) for split in SPLITS}
+        for (name, _), per_split in values.items():
+            if name != model:
+                continue
+            for split in SPLITS:
+                for user, value in per_split[split].items():
+                    bucket = popularity_bucket(target_counts.get(targets[split][user], 0), edges)
+                    pooled[split][bucket].append(value)
+        totals = {split: sum(len(v) for v in pooled[split].values()) for split in SPLITS}
+        buckets = {}
+        for bucket in order:
+            cell = {}
+            for split in SPLITS:
+                scores = pooled[split].get(bucket, [])
+                cell[f"{split}_share"] = len(scores) / totals[split]
+                cell[split] = float(np.mean(scores)) if scores else 0.0
+            buckets[bucket] = cell
+        mean = {split: sum(b[f"{split}_share"] * b[split] for b in buckets.values()) for split in SPLITS}
+        mix = sum((b["valid_share"] - b["test_share"]) * b["valid"] for b in buckets.values())
+        within = sum(b["test_share"] * (b["valid"] - b["test"]) for b in buckets.values())
+        rows[model] = {"buckets": buckets, **mean, "mix": mix, "within": within}
+    return rows
+
+
+def print_popularity_table(rows):
+    metric = PER_USER_METRIC
+    print(f"\n{metric} by the target's training-target count (seeds pooled; share of users in brackets)")
+    for model, row in rows.items():
+        drop = row["valid"] - row["test"]
+        print(
+            f"{model}: valid {row['valid']:.4f}, test {row['test']:.4f}, drop {drop:.4f} = "
+            f"mix {row['mix']:.4f} + within buckets {row['within']:.4f}"
+        )
+        for bucket, cell in row["buckets"].items():
+            print(
+                f"  {bucket:>6}: valid {cell['valid']:.4f} ({cell['valid_share']:5.1%})"
+                f"  test {cell['test']:.4f} ({cell['test_share']:5.1%})"
+            )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,11 +201,17 @@ def main(argv=None):
     parser.add_argument("--data_path", default="dataset")
     parser.add_argument("--dataset", default="Scientific")
     parser.add_argument("--results", default=None, help="a comparison's folder (with runs/)")
+    parser.add_argument("--per_user", action="store_true", help="split the drop by target popularity")
+    parser.add_argument("--model_root", default=".", help="folder the runs' model_file paths start from")
+    parser.add_argument(
+        "--edges",
+        default="1,5,20",
+        type=lambda text: [int(v) for v in text.split(",")],
+        help="lower edges of the popularity buckets (training-target counts) after 0",
+    )
     args = parser.parse_args(argv)
     folder = os.path.join(args.data_path, args.dataset)
-    splits = {
-        s: read_split(os.path.join(folder, f"{args.dataset}.{s}.inter")) for s in ("train", "valid", "test")
-    }
+    splits = {s: read_split(split_file(folder, args.dataset, s)) for s in ("train", *SPLITS)}
     seen = {item for history, target in splits["train"] for item in (*history, target)}
     target_counts = collections.Counter(target for _, target in splits["train"])
     table = {s: split_statistics(splits[s], seen, target_counts) for s in ("valid", "test")}
@@ -95,6 +220,12 @@ def main(argv=None):
         print(f"{key:32} {table['valid'][key]:>10} {table['test'][key]:>10}")
     if args.results:
         print_selection_table(args.results)
+    if args.results and args.per_user:
+        targets = {
+            s: {u: t for u, _, t in read_split(split_file(folder, args.dataset, s), True)} for s in SPLITS
+        }
+        values = per_user_values(args.results, args.model_root)
+        print_popularity_table(popularity_gap(values, targets, target_counts, args.edges))
 
 
 if __name__ == "__main__":

@@ -314,12 +314,14 @@ def evaluate_saved_model(model_file, config_dict=None, verbose=False):
 
     Returns:
         dict: The keys of :func:`run_recbole_bbq`'s result; ``best_valid_score`` and
-        ``best_valid_result`` are this evaluation of valid, ``model_file`` is ``model_file``.
+        ``best_valid_result`` are this evaluation of valid, ``model_file`` is ``model_file``, and
+        ``valid_per_user`` holds the valid users' values (as ``test_per_user``).
     """
     config, model, dataset, _, valid_data, test_data = load_data_and_model(model_file, config_dict)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     show_progress = config["show_progress"] and verbose
     valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
+    valid_per_user = per_user_record(dataset, trainer.last_per_user, config)
     test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
     return {
         "best_valid_score": calculate_valid_score(valid_result, config["valid_metric"].lower()),
@@ -330,6 +332,7 @@ def evaluate_saved_model(model_file, config_dict=None, verbose=False):
         "stop_reason": None,
         "epochs_trained": 0,
         "test_per_user": per_user_record(dataset, trainer.last_per_user, config),
+        "valid_per_user": valid_per_user,
         "model_file": model_file,
     }
 

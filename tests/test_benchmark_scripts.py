@@ -133,3 +133,42 @@ def test_cold_start_benchmark_adds_held_out_items_to_trained_models(tmp_path, sc
     assert bbqrec["BBQRec (dense)"]["cold"]["users"] > 0 and bbqrec["BBQRec (dense)"]["warm"]["users"] > 0
     table = (results / "cold_start.md").read_text()
     assert "| BBQRec (dense) | 1 |" in table and "| TIGER | 1 |" in table
+
+
+def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypatch):
+    """Mix + within-bucket parts add up to the drop, from cached or freshly evaluated per-user values."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gap", os.path.join(REPO_DIR, "benchmarks", "valid_test_gap.py")
+    )
+    gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gap)
+    assert [gap.popularity_bucket(c, [1, 5, 20]) for c in (0, 1, 4, 5, 19, 20, 99)] == [
+        "0", "1-4", "1-4", "5-19", "5-19", "20+", "20+"
+    ]  # fmt: skip
+    # Valid targets: u1 -> popular p, u2 -> rare r; test targets: both rare.
+    targets = {"valid": {"u1": "p", "u2": "r"}, "test": {"u1": "r", "u2": "r"}}
+    counts = {"p": 30, "r": 2}
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    for seed in (1, 2):
+        record = {"status": "ok", "model": "M", "seed": seed, "model_file": f"m{seed}.pth"}
+        (runs / f"M-seed{seed}.json").write_text(json.dumps(record))
+    evaluated = []
+
+    def evaluate(model_file):
+        evaluated.append(model_file)
+        users = {"users": ["u1", "u2"]}
+        return {"valid": {**users, "ndcg@10": [0.6, 0.2]}, "test": {**users, "ndcg@10": [0.1, 0.3]}}
+
+    monkeypatch.setattr(gap, "evaluate_per_user", evaluate)
+    values = gap.per_user_values(str(tmp_path / "results"), model_root="root")
+    assert evaluated == [os.path.join("root", "m1.pth"), os.path.join("root", "m2.pth")]
+    assert gap.per_user_values(str(tmp_path / "results")) == values and len(evaluated) == 2  # cached
+    row = gap.popularity_gap(values, targets, counts, [1, 5, 20])["M"]
+    assert row["buckets"]["20+"] == {"valid_share": 0.5, "valid": 0.6, "test_share": 0.0, "test": 0.0}
+    assert row["buckets"]["1-4"]["test"] == 0.2 and row["buckets"]["0"]["valid_share"] == 0.0
+    assert abs(row["valid"] - 0.4) < 1e-12 and abs(row["test"] - 0.2) < 1e-12
+    # Mix: half the users moved from a 0.6 bucket to a 0.2 one; within: 0.2 -> 0.2, no change.
+    assert abs(row["mix"] - 0.2) < 1e-12 and abs(row["within"]) < 1e-12
