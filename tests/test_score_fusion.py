@@ -48,3 +48,28 @@ def test_every_real_item_is_scored_and_padding_is_last():
 def test_bbqrec_trains_and_ranks_with_interpolation(tmp_path, tiny_root):  # noqa: F811
     result, _ = run_model("BBQRec", tmp_path, tiny_root, score_mode="interpolate", fusion_weight=0.5)
     assert all(0.0 <= value <= 1.0 for value in result["test_result"].values())
+
+
+def test_dense_item_vectors_are_reused_until_a_weight_changes(tmp_path, tiny_root):  # noqa: F811
+    """Outside training, full-sort reuses the item vectors; a step or a reload refreshes them."""
+    from test_generative import bbqrec
+
+    _, model, _ = bbqrec(tmp_path, tiny_root)
+    with torch.no_grad():
+        first = model.item_representations()
+        assert model.item_representations() is first  # reused
+        assert torch.equal(first, model._item_representations(None))
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    loss = model.item_representations().sum()  # training: computed afresh, with gradients
+    assert loss.requires_grad
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    (-loss).backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        stepped = model.item_representations()
+        assert not torch.equal(stepped, first)
+        assert torch.equal(stepped, model._item_representations(None))
+        model.load_state_dict(saved)
+        assert torch.equal(model.item_representations(), first)

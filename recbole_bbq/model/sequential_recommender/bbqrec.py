@@ -54,6 +54,7 @@ class BBQRec(GenerativeRecommender):
         self.s2i_temperature = float(config["s2i_temperature"])
         self.s2i_negatives = config["s2i_negatives"]
         self.fusion_weight = float(config["fusion_weight"])
+        self._item_cache = None  # (weights version, item vectors) outside training
         if self.s2i_negatives not in ("batch", "all"):
             raise ConfigError(f"s2i_negatives must be 'batch' or 'all', got '{self.s2i_negatives}'")
 
@@ -63,10 +64,28 @@ class BBQRec(GenerativeRecommender):
         return self.similarity_bias(history, tokens_per_item=self.item_codes.shape[1])
 
     def item_representations(self, items=None):
-        """Unit item vectors: projected quantized content plus z_ID; all items when None."""
+        """Unit item vectors: projected quantized content plus z_ID; all items when None.
+
+        Outside training, all items' vectors are computed once and reused until a weight they
+        depend on changes (every full-sort call would otherwise redo ``n_items`` projections).
+        """
+        if items is None and not torch.is_grad_enabled() and not self.training:
+            key = self._item_weights_version()
+            if self._item_cache is None or self._item_cache[0] != key:
+                self._item_cache = (key, self._item_representations(None))
+            return self._item_cache[1]
+        return self._item_representations(items)
+
+    def _item_representations(self, items):
         content = self.item_content if items is None else self.item_content[items]
         ids = self.item_id_embedding.weight if items is None else self.item_id_embedding(items)
         return F.normalize(self.item_projection(content) + ids, dim=-1)
+
+    def _item_weights_version(self):
+        """Identity and in-place version of every tensor the item vectors depend on: an optimizer
+        step or ``load_state_dict`` bumps a version, ``.to()`` makes new tensors."""
+        tensors = (self.item_content, *self.item_projection.parameters(), self.item_id_embedding.weight)
+        return tuple((t.data_ptr(), t._version, t.shape) for t in tensors)
 
     def sequence_representation(self, memory, memory_mask):
         """Unit vector of the mean-pooled encoder output over real tokens."""
