@@ -41,8 +41,10 @@ MODELS = ("BBQRec", "TIGER", "MMTIGER", "UniSRec", "SASRec")
 SPLITS = ("train", "valid", "test")
 CUTOFF = 10
 # Models with a learned per-item table (z_ID): their added items are scored with zero rows and,
-# in more rows of the table, with the mean of the trained rows.
+# in more rows of the table, with the mean of the trained rows and with the nearest trained item's.
 LEARNED_ID_ROWS = ("BBQRec",)
+# Their added items' learned rows (add_items id_rows) -> suffix of the table row's label.
+ID_ROWS = {"zero": "", "mean": ", z_ID mean", "nearest": ", z_ID nearest"}
 
 
 def read_split(path):
@@ -149,8 +151,8 @@ def evaluate_cell(record, cold_folder, groups, out_path):
 
     A model with score modes (BBQRec) is scored in every mode, from the same trained weights:
     the mode decides whether items outside the beam, as the added items are at first, can rank.
-    BBQRec is scored twice: added items with zero z_ID rows (the default) and with the mean of
-    the trained rows.
+    BBQRec is scored three times: added items with zero z_ID rows (the default), with the mean
+    of the trained rows, and with the row of the trained item with the closest feature vectors.
 
     Returns:
         dict: ``model``, ``seed``, ``items_added`` and ``rows``: table row label (``BBQRec
@@ -161,13 +163,13 @@ def evaluate_cell(record, cold_folder, groups, out_path):
 
     features = {m: os.path.join(cold_folder, f"held_out.{m}.npz") for m in ("text", "image")}
     rows, added = {}, True
-    for id_rows in ("zero", "mean") if record["model"] in LEARNED_ID_ROWS else ("zero",):
+    for id_rows in ID_ROWS if record["model"] in LEARNED_ID_ROWS else ("zero",):
         try:
             model, dataset = _with_held_out_items(record["model_file"], features, id_rows)
         except ConfigError:  # an ID-only model: it ranks the items it was trained on
             _, model, dataset, *_ = load_data_and_model(record["model_file"])
             added = False
-        suffix = ", z_ID mean" if id_rows == "mean" else ""
+        suffix = ID_ROWS[id_rows]
         for mode in score_modes(model):
             label = record["model"] if mode is None else f"{record['model']} ({mode}{suffix})"
             if mode is not None:

@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recbole_bbq.checkpoint import load_checkpoint
 from recbole_bbq.data.artifacts import atomic_write, meta_array, save_npz, sha256_of
@@ -26,7 +27,9 @@ from recbole_bbq.data.semantic_ids import read_extra_arrays, read_semantic_id_fi
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.model.traits import model_traits
 
-ID_ROWS = ("zero", "mean")
+ID_ROWS = ("zero", "mean", "nearest")
+# New items compared with every trained item at once, in groups of this many (bounds memory).
+NEAREST_CHUNK = 64
 
 
 def add_items(model_file, features, output_file=None, trust=False, id_rows="zero"):
@@ -42,8 +45,9 @@ def add_items(model_file, features, output_file=None, trust=False, id_rows="zero
             features) and, for semantic-ID models, ``<name>.<digest>.sid.npz``.
         trust (bool): Allow fully unpickled checkpoints (see :func:`load_checkpoint`).
         id_rows (str): Learned per-item rows of the new items (BBQRec's z_ID, ID embeddings):
-            ``zero`` (the default: their representation is their content alone) or ``mean``
-            (the mean of the trained items' rows).
+            ``zero`` (the default: their representation is their content alone), ``mean`` (the
+            mean of the trained items' rows) or ``nearest`` (the row of the trained item whose
+            feature vectors are closest, by mean cosine over the modalities).
 
     Returns:
         str: The updated model file.
@@ -80,8 +84,9 @@ def add_items(model_file, features, output_file=None, trust=False, id_rows="zero
             if traits.generative:
                 codes = read_semantic_id_file(path)[1]
                 overrides["semantic_id_vocab_sizes"] = code_vocab_sizes(model.vocab_sizes, codes)
-        new_model = build_model(saved_config(checkpoint, overrides))[0]
-        new_model.load_state_dict(grown_state_dict(model, new_model, id_rows))
+        new_model, new_dataset = build_model(saved_config(checkpoint, overrides))[:2]
+        nearest = nearest_trained_items(new_dataset, model.n_items) if id_rows == "nearest" else None
+        new_model.load_state_dict(grown_state_dict(model, new_model, id_rows, nearest))
         _save_extended(output_file, checkpoint, overrides, new_model)
     except BaseException:
         for path in written:
@@ -234,14 +239,15 @@ def _write_semantic_ids(root, config, tokens, encoded, written):
     return out
 
 
-def grown_state_dict(old_model, new_model, id_rows="zero"):
+def grown_state_dict(old_model, new_model, id_rows="zero", nearest=None):
     """The trained weights in the shapes of ``new_model``, which has more items.
 
     Code tables that grew are carried by :func:`grown_code_tables`. Equal shapes keep the
     trained value. A buffer whose shape changed is data-derived (item codes, quantized content,
     text vectors): the new model's, built from the extended data. A parameter with one row per
-    item keeps its trained rows; new items get zero rows (``id_rows="zero"``) or the mean of the
-    trained items' rows (``"mean"``).
+    item keeps its trained rows; new items get zero rows (``id_rows="zero"``), the mean of the
+    trained items' rows (``"mean"``) or the rows of the trained items ``nearest`` names
+    (``"nearest"``: one trained item id per new item, see :func:`nearest_trained_items`).
 
     Raises:
         ConfigError: A parameter that changed shape in another way.
@@ -259,7 +265,7 @@ def grown_state_dict(old_model, new_model, id_rows="zero"):
         elif name in buffers:
             grown[name] = value
         elif before.shape[0] == n_old and value.shape[0] == n_new and before.shape[1:] == value.shape[1:]:
-            grown[name] = torch.cat([before, _new_id_rows(before, n_new - n_old, id_rows)])
+            grown[name] = torch.cat([before, _new_id_rows(before, n_new - n_old, id_rows, nearest)])
         else:
             raise ConfigError(
                 f"cannot carry parameter '{name}' from {tuple(before.shape)} to {tuple(value.shape)} "
@@ -299,8 +305,33 @@ def _repeat_mean(rows, count):
     return rows.mean(dim=0, keepdim=True).repeat(count, 1)
 
 
-def _new_id_rows(trained, count, id_rows):
+def nearest_trained_items(dataset, n_trained):
+    """For each added item (ids ``n_trained`` and up), the trained item (id 1 to ``n_trained - 1``)
+    with the highest mean cosine over the dataset's modalities.
+
+    Raises:
+        ConfigError: The dataset has no item feature vectors to compare.
+    """
+    if not dataset.item_features:
+        raise ConfigError(
+            "id_rows='nearest' compares item feature vectors, and this model's dataset has none"
+        )
+    unit = {
+        m: F.normalize(torch.as_tensor(f, dtype=torch.float32), dim=1)
+        for m, f in dataset.item_features.items()
+    }
+    nearest = []
+    for start in range(n_trained, dataset.item_num, NEAREST_CHUNK):
+        stop = min(start + NEAREST_CHUNK, dataset.item_num)
+        similarity = sum(vectors[start:stop] @ vectors[1:n_trained].T for vectors in unit.values())
+        nearest.append(similarity.argmax(dim=1) + 1)
+    return torch.cat(nearest)
+
+
+def _new_id_rows(trained, count, id_rows, nearest=None):
     """``count`` rows for new items of a learned per-item table (row 0 is padding)."""
+    if id_rows == "nearest":
+        return trained[nearest]
     if id_rows == "mean":
         return trained[1:].mean(dim=0, keepdim=True).repeat(count, *([1] * (trained.dim() - 1)))
     return trained.new_zeros((count, *trained.shape[1:]))

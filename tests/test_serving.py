@@ -10,7 +10,7 @@ import torch
 
 from recbole_bbq.catalogue import add_items, assign_dedup_codes
 from recbole_bbq.checkpoint import load_checkpoint
-from recbole_bbq.data.features import feature_path, write_feature_file
+from recbole_bbq.data.features import feature_path, read_feature_file, write_feature_file
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.pipeline import prepare_semantic_ids
 from recbole_bbq.quick_start import build_model, load_data_and_model
@@ -333,3 +333,24 @@ def test_new_items_can_start_from_the_trained_items_mean_z_id(trained, tiny_root
     torch.testing.assert_close(new_rows, trained_rows.mean(dim=0).expand_as(new_rows))
     with pytest.raises(ConfigError, match="id_rows must be one of"):
         add_items(model_file, new_features(tiny_root), output_file=output, id_rows="random")
+
+
+def test_new_items_can_take_the_z_id_of_their_nearest_trained_item(trained, tiny_root, tmp_path):
+    """id_rows='nearest': a new item that copies a trained item's vectors (plus noise) gets its z_ID."""
+    _, _, model_file = trained("BBQRec")
+    copied = ["i4", "i17", "i29"]
+    rng = np.random.default_rng(1)
+    features = {}
+    for modality in ("text", "image"):
+        trained_file = read_feature_file(feature_path(tiny_root / "tiny", "tiny", modality))
+        row_of = {str(t): row for row, t in enumerate(trained_file.tokens)}
+        vectors = trained_file.features[[row_of[t] for t in copied]]
+        features[modality] = str(tmp_path / f"near.{modality}.npz")
+        write_feature_file(features[modality], NEW_ITEMS, vectors + 0.01 * rng.normal(size=vectors.shape))
+    output = str(tmp_path / "nearest.pth")
+    add_items(model_file, features, output_file=output, id_rows="nearest")
+    _, before, old_dataset, *_ = load_data_and_model(model_file)
+    _, after, _, *_ = load_data_and_model(output)
+    ids = [old_dataset.field2token_id[old_dataset.iid_field][t] for t in copied]
+    new_rows = after.item_id_embedding.weight[old_dataset.item_num :]
+    torch.testing.assert_close(new_rows, before.item_id_embedding.weight[ids])
