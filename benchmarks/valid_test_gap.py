@@ -111,7 +111,15 @@ def per_user_values(results_dir, model_root="."):
         values[record["model"], record["seed"]] = {
             split: dict(zip(stored[split]["users"], stored[split][PER_USER_METRIC])) for split in SPLITS
         }
+        check_same_test(path, record, values[record["model"], record["seed"]]["test"])
     return values
+
+
+def check_same_test(path, record, test):
+    """The evaluated model must be the run's: its test values equal the ones the run stored."""
+    kept = record.get("test_per_user")
+    if kept and dict(zip(kept["users"], kept[PER_USER_METRIC])) != test:
+        raise SystemExit(f"{path}: {record['model_file']} does not reproduce the run's per-user test values")
 
 
 def evaluate_per_user(model_file):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO_DIR
 
@@ -174,3 +175,11 @@ def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypat
     assert abs(row["valid"] - 0.4) < 1e-12 and abs(row["test"] - 0.2) < 1e-12
     # Mix: half the users moved from a 0.6 bucket to a 0.2 one; within: 0.2 -> 0.2, no change.
     assert abs(row["mix"] - 0.2) < 1e-12 and abs(row["within"]) < 1e-12
+    # A model file that does not reproduce the run's stored test values is refused.
+    record = {
+        **json.loads((runs / "M-seed1.json").read_text()),
+        "test_per_user": {"users": ["u1"], "ndcg@10": [1]},
+    }
+    (runs / "M-seed1.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="M-seed1.json: m1.pth does not reproduce"):
+        gap.per_user_values(str(tmp_path / "results"))
