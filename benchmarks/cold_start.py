@@ -212,21 +212,31 @@ def group_metrics(model, dataset, rows):
     return ranking_metrics(recommendations, [target for _, _, target in rows])
 
 
+def all_users(groups, metric):
+    """``metric`` over the cold and warm users together (their user-weighted mean)."""
+    users = sum(groups[g]["users"] for g in ("cold", "warm"))
+    return sum(groups[g][metric] * groups[g]["users"] for g in ("cold", "warm")) / users
+
+
 def summary_table(results):
     """Markdown table: per row (model, or model and score mode), mean +- std over seeds."""
     lines = [
-        "| model | seeds | cold NDCG@10 | cold Recall@10 | warm NDCG@10 | warm Recall@10 | new items added |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | seeds | cold NDCG@10 | cold Recall@10 | warm NDCG@10 | warm Recall@10 | all NDCG@10 "
+        "| new items added |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     labels = list(dict.fromkeys(label for r in results for label in r["rows"]))
     for label in labels:
         runs = [r for r in results if label in r["rows"]]
+        columns = [(group, metric) for group in ("cold", "warm") for metric in ("ndcg@10", "recall@10")]
         cells = []
-        for group in ("cold", "warm"):
-            for metric in ("ndcg@10", "recall@10"):
-                values = [r["rows"][label][group][metric] for r in runs]
-                spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-                cells.append(f"{np.mean(values):.4f} ± {spread:.4f}")
+        for group, metric in [*columns, ("all", "ndcg@10")]:
+            values = [
+                all_users(r["rows"][label], metric) if group == "all" else r["rows"][label][group][metric]
+                for r in runs
+            ]
+            spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            cells.append(f"{np.mean(values):.4f} ± {spread:.4f}")
         added = "yes" if runs[0]["items_added"] else "no (ID-only)"
         lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {added} |")
     return "\n".join(lines)

@@ -183,3 +183,22 @@ def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypat
     (runs / "M-seed1.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="M-seed1.json: m1.pth does not reproduce"):
         gap.per_user_values(str(tmp_path / "results"))
+
+
+def test_cold_start_table_weights_the_groups_by_users():
+    cold_start = cold_start_module()
+
+    def groups(cold, warm):
+        return {
+            "cold": {"ndcg@10": cold, "recall@10": cold, "users": 1},
+            "warm": {"ndcg@10": warm, "recall@10": warm, "users": 3},
+        }
+
+    results = [
+        {"rows": {"M": groups(0.4, 0.0)}, "items_added": True},
+        {"rows": {"M": groups(0.0, 0.4)}, "items_added": True},
+    ]
+    assert cold_start.all_users(groups(0.4, 0.0), "ndcg@10") == 0.1
+    row = cold_start.summary_table(results).splitlines()[-1]
+    # all users: 0.1 and 0.3 over the two seeds.
+    assert row.startswith("| M | 2 | 0.2000 ± 0.2828 |") and "| 0.2000 ± 0.1414 | yes |" in row
