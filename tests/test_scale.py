@@ -152,6 +152,18 @@ def test_chunked_encode_and_statistics_equal_one_chunk(monkeypatch):
     assert chunked_stats == pytest.approx(stats, rel=1e-5, abs=1e-6)
 
 
+def test_rqvae_codes_in_chunks_equal_one_call(monkeypatch):
+    from recbole_bbq.tokenizer import rqvae
+
+    torch.manual_seed(0)
+    params = {"latent_dim": 8, "hidden_dim": 16, "levels": 3, "codebook_size": 8, "beta": 0.25}
+    model = rqvae.build_rqvae(12, params)
+    x = torch.randn(300, 12)
+    whole = rqvae.rqvae_codes(model, x)
+    monkeypatch.setattr(rqvae, "NEAREST_CHUNK_ROWS", 70)
+    np.testing.assert_array_equal(rqvae.rqvae_codes(model, x), whole)
+
+
 def test_minibatch_kmeans_path_gives_valid_codes(monkeypatch):
     monkeypatch.setattr(quantizer_module, "MINIBATCH_KMEANS_ROWS", 100)
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ from recbole_bbq.data.semantic_ids import (
 from recbole_bbq.errors import ConfigError
 from recbole_bbq.tokenizer.bbq import mlp
 from recbole_bbq.tokenizer.defaults import with_defaults
-from recbole_bbq.tokenizer.quantizer import ResidualQuantizer
+from recbole_bbq.tokenizer.quantizer import NEAREST_CHUNK_ROWS, ResidualQuantizer
 from recbole_bbq.tokenizer.saved import save_tokenizer_weights
 from recbole_bbq.tokenizer.tokenizer import code_statistics, deduplicate
 from recbole_bbq.tokenizer.training import LoopSettings, QuantizerHooks, train_quantizer
@@ -67,11 +67,16 @@ def normalised_input(features, device="cpu"):
 
 
 @torch.no_grad()
+@torch.no_grad()
 def rqvae_codes(model, x):
-    """Codes [N, levels] (numpy int64) of the normalised input ``x`` (:func:`normalised_input`)."""
+    """Codes [N, levels] (numpy int64) of the normalised input ``x`` (:func:`normalised_input`).
+
+    Encodes row chunks of :data:`NEAREST_CHUNK_ROWS`, so the encoder's activations for all N
+    rows never exist at once (the codes of a row do not depend on the others).
+    """
     model.eval()
-    codes, _ = model.quantizer.quantize(model.encoder(x))
-    return codes.cpu().numpy()
+    codes = [model.quantizer.quantize(model.encoder(chunk))[0] for chunk in x.split(NEAREST_CHUNK_ROWS)]
+    return torch.cat(codes).cpu().numpy()
 
 
 class _RQVAETraining(QuantizerHooks):
