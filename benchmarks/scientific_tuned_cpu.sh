@@ -15,8 +15,9 @@ SEEDS=2020,2021,2022
 # The ablation rows (benchmarks/configs/scientific_ablations_tuned.yaml) in two halves, one per
 # core. The ranking rows only evaluate BBQRec's weights, so they go with BBQRec and the four
 # training rows that use its tokenizer; the other half has the four rows that fit a tokenizer.
+# Both halves list BBQRec, the row every other is tested against (its cells are reused).
 FIRST_ROWS=BBQRec,BBQRec-beam,BBQRec-dense,BBQRec-fused,BBQRec-interpolate,BBQRec-no_s2i,BBQRec-no_sim,BBQRec-codes,BBQRec-buckets16
-SECOND_ROWS=BBQRec-no_club,BBQRec-no_align,BBQRec-align_x3,BBQRec-mi_x3
+SECOND_ROWS=BBQRec,BBQRec-no_club,BBQRec-no_align,BBQRec-align_x3,BBQRec-mi_x3
 
 # Runs "$@ --model=A" and "$@ --model=B" side by side.
 side_by_side() {
@@ -47,7 +48,7 @@ ablate() {
     cp -n $TUNED/Scientific/runs/BBQRec-seed*.json $ABLATIONS/Scientific/runs/
     side_by_side $FIRST_ROWS $SECOND_ROWS --dataset=Scientific --seeds=$SEEDS --results_dir=$ABLATIONS --config_files="$files"
     "$PY" run_recbole_bbq.py --dataset=Scientific --seeds=$SEEDS --results_dir=$ABLATIONS --config_files="$files" \
-        --model=$FIRST_ROWS,$SECOND_ROWS --report_only
+        --model=$FIRST_ROWS,${SECOND_ROWS#BBQRec,} --report_only
 }
 
 case "${1:-all}" in

@@ -70,11 +70,14 @@ def test_top_level_keys_are_known():
 
 def test_the_tuned_script_runs_every_ablation_row():
     with open(os.path.join(REPO_DIR, "benchmarks", "scientific_tuned_cpu.sh"), encoding="utf-8") as f:
-        rows = [
-            label
+        halves = [
+            line.strip().split("=", 1)[1].split(",")
             for line in f
             if line.startswith(("FIRST_ROWS=", "SECOND_ROWS="))
-            for label in line.strip().split("=", 1)[1].split(",")
         ]
-    labels = set(read("scientific_ablations_tuned.yaml")["compare_variants"])
-    assert sorted(rows) == sorted(labels | {"BBQRec"})
+    ablations = read("scientific_ablations_tuned.yaml")
+    reference = ablations["compare_reference"]
+    # Each half is a comparison of its own: it must list the reference row (first).
+    assert len(halves) == 2 and all(half[0] == reference for half in halves)
+    rows = halves[0] + halves[1][1:]
+    assert sorted(rows) == sorted(set(ablations["compare_variants"]) | {reference})
