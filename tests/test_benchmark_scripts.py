@@ -183,6 +183,15 @@ def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypat
     (runs / "M-seed1.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="M-seed1.json: m1.pth does not reproduce"):
         gap.per_user_values(str(tmp_path / "results"))
+    # A run without per-user values is checked by its mean test value instead.
+    record.pop("test_per_user")
+    for mean, ok in ((0.2, True), (0.25, False)):
+        (runs / "M-seed1.json").write_text(json.dumps({**record, "test_result": {"ndcg@10": mean}}))
+        if ok:
+            gap.per_user_values(str(tmp_path / "results"))
+        else:
+            with pytest.raises(SystemExit, match="does not reproduce"):
+                gap.per_user_values(str(tmp_path / "results"))
 
 
 def test_cold_start_table_weights_the_groups_by_users():
@@ -202,3 +211,42 @@ def test_cold_start_table_weights_the_groups_by_users():
     row = cold_start.summary_table(results).splitlines()[-1]
     # all users: 0.1 and 0.3 over the two seeds.
     assert row.startswith("| M | 2 | 0.2000 ± 0.2828 |") and "| 0.2000 ± 0.1414 | yes |" in row
+
+
+def test_select_by_valid_picks_on_valid_only_and_tests_against_the_reference(tmp_path):
+    sys.path.insert(0, os.path.join(REPO_DIR, "benchmarks"))
+    import select_by_valid
+
+    users = [f"u{n}" for n in range(40)]
+    rng = np.random.default_rng(0)
+
+    def write(folder, model, seed, valid, test_mean, per_user=True):
+        values = np.clip(test_mean + 0.05 * rng.normal(size=len(users)), 0, 1).round(6)
+        record = {
+            "status": "ok",
+            "best_valid_score": valid,
+            "test_result": {"ndcg@10": test_mean, "recall@10": 0.5},
+        }
+        if per_user:
+            record["test_per_user"] = {"users": users, "ndcg@10": values.tolist()}
+        else:  # an older run: its values sit in the valid_test_gap cache
+            cache = folder / "valid_test_gap" / f"{model}-seed{seed}.json"
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"test": {"users": users, "ndcg@10": values.tolist()}}))
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+        (folder / "runs" / f"{model}-seed{seed}.json").write_text(json.dumps(record))
+
+    default, tuned = tmp_path / "default", tmp_path / "tuned"
+    for seed in (1, 2):
+        write(default, "A", seed, valid=0.30, test_mean=0.5, per_user=False)  # better test, lower valid
+        write(tuned, "A", seed, valid=0.31, test_mean=0.2)
+        write(default, "R", seed, valid=0.20, test_mean=0.1)
+    write(tuned, "R", 1, valid=0.9, test_mean=0.9)  # one seed only: does not compete
+    out = tmp_path / "selected.md"
+    select_by_valid.main(["--models", "A,R", "--reference", "R", "--seeds", "1,2", "--out", str(out),
+                          f"default={default}", f"tuned={tuned}"])  # fmt: skip
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.read_text().splitlines()[2:]}
+    assert "| tuned | 0.3100 | 0.2000 ± 0.0000 |" in rows["A"] and "(p " in rows["A"]
+    assert "| default | 0.2000 | 0.1000 ± 0.0000 |" in rows["R"] and rows["R"].endswith("| reference |")
+    with pytest.raises(SystemExit, match="B: no comparison has all seeds"):
+        select_by_valid.selection_table({"default": str(default)}, ["B"], [1, 2], "R")
