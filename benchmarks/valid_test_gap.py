@@ -93,7 +93,7 @@ def split_file(folder, dataset, split):
     return os.path.join(folder, f"{dataset}.{split}.inter")
 
 
-def per_user_values(results_dir, model_root="."):
+def per_user_values(results_dir, model_root=".", trust=False):
     """``{(model, seed): {"valid": {user: value}, "test": {user: value}}}`` of every finished run,
     from the cache or by evaluating the run's saved model again (then cached)."""
     cache = os.path.join(results_dir, "valid_test_gap")
@@ -105,7 +105,9 @@ def per_user_values(results_dir, model_root="."):
             continue
         cached = os.path.join(cache, os.path.basename(path))
         if not os.path.isfile(cached):
-            write_json_atomic(cached, evaluate_per_user(os.path.join(model_root, record["model_file"])))
+            write_json_atomic(
+                cached, evaluate_per_user(os.path.join(model_root, record["model_file"]), trust)
+            )
         with open(cached, encoding="utf-8") as f:
             stored = json.load(f)
         values[record["model"], record["seed"]] = {
@@ -129,12 +131,12 @@ def check_same_test(path, record, test):
         raise SystemExit(f"{path}: {record['model_file']} does not reproduce the run's test values")
 
 
-def evaluate_per_user(model_file):
+def evaluate_per_user(model_file, trust=False):
     """The valid and test per-user values of a saved model (``{"valid": ..., "test": ...}``)."""
     from recbole_bbq.quick_start import evaluate_saved_model
 
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value options from the command line
-    result = evaluate_saved_model(model_file)
+    result = evaluate_saved_model(model_file, trust=trust)
     return {"model_file": model_file, "valid": result["valid_per_user"], "test": result["test_per_user"]}
 
 
@@ -219,6 +221,9 @@ def main(argv=None):
     parser.add_argument("--per_user", action="store_true", help="split the drop by target popularity")
     parser.add_argument("--model_root", default=".", help="folder the runs' model_file paths start from")
     parser.add_argument(
+        "--trust_checkpoints", action="store_true", help="unpickle older checkpoints (only files you trust)"
+    )
+    parser.add_argument(
         "--edges",
         default="1,5,20",
         type=lambda text: [int(v) for v in text.split(",")],
@@ -239,7 +244,7 @@ def main(argv=None):
         targets = {
             s: {u: t for u, _, t in read_split(split_file(folder, args.dataset, s), True)} for s in SPLITS
         }
-        values = per_user_values(args.results, args.model_root)
+        values = per_user_values(args.results, args.model_root, args.trust_checkpoints)
         print_popularity_table(popularity_gap(values, targets, target_counts, args.edges))
 
 

@@ -301,7 +301,7 @@ def load_data_and_model(model_file, config_dict=None, trust=False):
     return config, model.eval(), dataset, train_data, valid_data, test_data
 
 
-def evaluate_saved_model(model_file, config_dict=None, verbose=False):
+def evaluate_saved_model(model_file, config_dict=None, verbose=False, trust=False):
     """Evaluate saved weights on valid and test without training them again.
 
     Used for rows that differ from a trained row only in how they score (e.g. BBQRec's
@@ -311,13 +311,14 @@ def evaluate_saved_model(model_file, config_dict=None, verbose=False):
         model_file (str): A checkpoint written by this package's trainer.
         config_dict (dict, optional): Evaluation-time overrides of the saved settings.
         verbose (bool): Show progress bars.
+        trust (bool): Unpickle arbitrary objects (see :func:`load_data_and_model`).
 
     Returns:
         dict: The keys of :func:`run_recbole_bbq`'s result; ``best_valid_score`` and
         ``best_valid_result`` are this evaluation of valid, ``model_file`` is ``model_file``, and
         ``valid_per_user`` holds the valid users' values (as ``test_per_user``).
     """
-    config, model, dataset, _, valid_data, test_data = load_data_and_model(model_file, config_dict)
+    config, model, dataset, _, valid_data, test_data = load_data_and_model(model_file, config_dict, trust)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     show_progress = config["show_progress"] and verbose
     valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=show_progress)

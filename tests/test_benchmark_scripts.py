@@ -160,7 +160,7 @@ def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypat
         (runs / f"M-seed{seed}.json").write_text(json.dumps(record))
     evaluated = []
 
-    def evaluate(model_file):
+    def evaluate(model_file, trust=False):
         evaluated.append(model_file)
         users = {"users": ["u1", "u2"]}
         return {"valid": {**users, "ndcg@10": [0.6, 0.2]}, "test": {**users, "ndcg@10": [0.1, 0.3]}}
