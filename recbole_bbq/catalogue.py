@@ -44,10 +44,9 @@ def add_items(model_file, features, output_file=None, trust=False, id_rows="zero
             replaced atomically). Beside it go ``<name>.<digest>.items.npz`` (the added items'
             features) and, for semantic-ID models, ``<name>.<digest>.sid.npz``.
         trust (bool): Allow fully unpickled checkpoints (see :func:`load_checkpoint`).
-        id_rows (str): Learned per-item rows of the new items (BBQRec's z_ID, ID embeddings):
-            ``zero`` (the default: their representation is their content alone), ``mean`` (the
-            mean of the trained items' rows) or ``nearest`` (the row of the trained item whose
-            feature vectors are closest, by mean cosine over the modalities).
+        id_rows (str): New items' learned per-item rows (BBQRec's z_ID): ``zero`` (default:
+            content alone), ``mean`` (of the trained rows) or ``nearest`` (the row of the trained
+            item with the closest feature vectors, :func:`nearest_trained_items`).
 
     Returns:
         str: The updated model file.
@@ -64,12 +63,7 @@ def add_items(model_file, features, output_file=None, trust=False, id_rows="zero
     output_file = str(output_file or model_file)
     checkpoint = load_checkpoint(model_file, "cpu", trust=trust)
     config, model, dataset, *_ = load_data_and_model(model_file, trust=trust)
-    traits = model_traits(config["model"])
-    if not (traits.semantic_ids or traits.item_features):
-        raise ConfigError(
-            f"{config['model']} knows items only by learned ID embeddings: it cannot score items it "
-            f"was not trained on (models with semantic IDs or item features can)"
-        )
+    traits = _traits_that_take_new_items(config["model"])
     tokenizer = _saved_tokenizer(config) if traits.semantic_ids else None
     needed = set(dataset.modalities) | set(tokenizer.modalities if tokenizer else ())
     tokens, rows = new_item_rows(features, needed, dataset)
@@ -94,6 +88,17 @@ def add_items(model_file, features, output_file=None, trust=False, id_rows="zero
                 os.remove(path)
         raise
     return output_file
+
+
+def _traits_that_take_new_items(model_name):
+    """The model's traits; a ConfigError for a model that knows items only by learned IDs."""
+    traits = model_traits(model_name)
+    if not (traits.semantic_ids or traits.item_features):
+        raise ConfigError(
+            f"{model_name} knows items only by learned ID embeddings: it cannot score items it "
+            f"was not trained on (models with semantic IDs or item features can)"
+        )
+    return traits
 
 
 def _save_extended(output_file, checkpoint, overrides, model):

@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from recbole_bbq.compare.runner import WEIGHTS_OF
+from recbole_bbq.compare.shared_weights import WEIGHTS_OF
 from recbole_bbq.config import Config
 from recbole_bbq.tokenizer.tokenizer import tokenizer_params
 

@@ -11,6 +11,12 @@ from dataclasses import dataclass, replace
 from recbole_bbq.compare.plots import PLOT_METRICS
 from recbole_bbq.compare.protocol import first_buildable_config
 from recbole_bbq.compare.report import write_summary
+from recbole_bbq.compare.shared_weights import (
+    EVALUATION_KEYS,
+    WEIGHTS_OF,
+    check_weights_of,
+    source_model_file,
+)
 from recbole_bbq.compare.spec import Cell, CommandLine, Comparison
 from recbole_bbq.compare.store import (
     PER_USER_KEY,
@@ -51,10 +57,6 @@ CELL_CONFIG_KEYS = (
 )
 # A variant label names files (runs/<label>-seed<seed>.json), so it must be a plain file name.
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
-# A variant key: evaluate the weights another row trained (same seed) instead of training.
-WEIGHTS_OF = "weights_of"
-# The only keys a ``weights_of`` row may set differently from its source: they act at evaluation.
-EVALUATION_KEYS = ("score_mode", "fusion_weight", "beam_size", "eval_batch_size")
 
 
 def run_comparison(
@@ -94,8 +96,7 @@ def run_comparison(
         runner-up over users), ``reference_tests`` (row -> test against ``compare_reference``).
 
     Raises:
-        ConfigError: If ``models`` or ``seeds`` is empty or has duplicates, or a
-            ``compare_variants`` entry is invalid, or ``compare_reference`` names no row.
+        ConfigError: Empty or repeated models or seeds, bad compare_variants/compare_reference.
     """
     models = _check_unique("model", [str(m).strip() for m in models if str(m).strip()])
     config_dict = dict(config_dict or {})
@@ -181,56 +182,6 @@ def resolve_variant(label, variants, config_dict):
     model = str(spec.pop("model", label))
     shared = {k: v for k, v in config_dict.items() if k != "compare_variants"}
     return model, {**shared, **spec}
-
-
-def check_weights_of(comparison, variants):
-    """Check every ``weights_of`` row: its source is an earlier row of the same model class, and
-    the two differ only in :data:`EVALUATION_KEYS` (so the source's weights are this row's).
-
-    Raises:
-        ConfigError: Naming the row and what is wrong.
-    """
-    for position, label in enumerate(comparison.models):
-        model, cell_dict = resolve_variant(label, variants, comparison.config_dict)
-        source = cell_dict.pop(WEIGHTS_OF, None)
-        if source is None:
-            continue
-        where = f"compare_variants.{label}.{WEIGHTS_OF}"
-        if source not in comparison.models[:position]:
-            raise ConfigError(f"{where}: '{source}' must be a row listed before '{label}' in this comparison")
-        source_model, source_dict = resolve_variant(source, variants, comparison.config_dict)
-        if source_dict.pop(WEIGHTS_OF, None) is not None:
-            raise ConfigError(f"{where}: '{source}' trains nothing itself (it has {WEIGHTS_OF} too)")
-        changed = sorted(
-            k
-            for k in {*cell_dict, *source_dict} - set(EVALUATION_KEYS)
-            if cell_dict.get(k) != source_dict.get(k)
-        )
-        if model != source_model or changed:
-            what = f"model {model} vs {source_model}" if model != source_model else ", ".join(changed)
-            raise ConfigError(
-                f"{where}: '{label}' may differ from '{source}' only in {', '.join(EVALUATION_KEYS)}; "
-                f"it differs in {what}"
-            )
-
-
-def source_model_file(out_dir, source, seed):
-    """The model file of the stored, finished cell (``source``, ``seed``) of a ``weights_of`` row.
-
-    Raises:
-        RuntimeError: The cell has not finished, or its model file is gone.
-    """
-    path = run_file(out_dir, source, seed)
-    record = read_run(path)
-    if not is_ok(record) or not record.get("model_file"):
-        raise RuntimeError(
-            f"{WEIGHTS_OF} '{source}': seed {seed} has no finished run with a model file ({path})"
-        )
-    if not os.path.isfile(record["model_file"]):
-        raise RuntimeError(
-            f"{WEIGHTS_OF} '{source}': the model file {record['model_file']} of {path} is gone"
-        )
-    return record["model_file"]
 
 
 def _variant_spec(label, variants, seen):
