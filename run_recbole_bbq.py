@@ -124,7 +124,6 @@ def add_serving_arguments(parser):
     group.add_argument(
         "--id_rows",
         default="zero",
-        choices=["zero", "mean", "nearest"],
         help="--add_items: learned per-item rows (BBQRec's z_ID) of new items: zero (default), the "
         "trained items' mean, or the row of the trained item with the closest feature vectors",
     )

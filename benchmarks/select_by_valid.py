@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_bbq.compare.per_user import per_user_test  # noqa: E402
 from recbole_bbq.compare.store import PER_USER_KEY, is_ok, read_run, run_file  # noqa: E402
+from recbole_bbq.data.io import write_text_atomic  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
 
@@ -106,9 +107,7 @@ def main(argv=None):
     table = selection_table(sources, args.models.split(","), seeds, args.reference)
     print(table)
     if args.out:
-        with open(args.out + ".tmp", "w", encoding="utf-8") as f:
-            f.write(table + "\n")
-        os.replace(args.out + ".tmp", args.out)
+        write_text_atomic(args.out, table + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recbole_bbq.data.io import write_text_atomic  # noqa: E402
+
 # Per-user values of this metric are split by popularity (the runs' valid metric).
 PER_USER_METRIC = "ndcg@10"
 
@@ -105,9 +109,9 @@ def per_user_values(results_dir, model_root=".", trust=False):
             continue
         cached = os.path.join(cache, os.path.basename(path))
         if not os.path.isfile(cached):
-            write_json_atomic(
-                cached, evaluate_per_user(os.path.join(model_root, record["model_file"]), trust)
-            )
+            os.makedirs(cache, exist_ok=True)
+            values_of_run = evaluate_per_user(os.path.join(model_root, record["model_file"]), trust)
+            write_text_atomic(cached, json.dumps(values_of_run))
         with open(cached, encoding="utf-8") as f:
             stored = json.load(f)
         values[record["model"], record["seed"]] = {
@@ -138,13 +142,6 @@ def evaluate_per_user(model_file, trust=False):
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value options from the command line
     result = evaluate_saved_model(model_file, trust=trust)
     return {"model_file": model_file, "valid": result["valid_per_user"], "test": result["test_per_user"]}
-
-
-def write_json_atomic(path, value):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f)
-    os.replace(path + ".tmp", path)
 
 
 def popularity_bucket(count, edges):

@@ -44,3 +44,17 @@ def test_cli_help_lists_distributed_options(tmp_path):
     assert proc.returncode == 0
     for option in ("--nproc", "--world_size", "--ip", "--port", "--group_offset", "--config_files"):
         assert option in proc.stdout
+
+
+def test_cli_unknown_id_rows_is_a_clean_error(tmp_path):
+    """--id_rows is checked by add_items itself (one list of choices), before any file is read."""
+    proc = run_cli(
+        "--add_items",
+        "--model_file=missing.pth",
+        "--features=text=missing.npz",
+        "--id_rows=random",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "id_rows must be one of ('zero', 'mean', 'nearest'), got 'random'" in proc.stderr
