@@ -15,7 +15,7 @@ from recbole_bbq.compare.shared_weights import (
     EVALUATION_KEYS,
     WEIGHTS_OF,
     check_weights_of,
-    source_model_file,
+    finished_source_run,
 )
 from recbole_bbq.compare.spec import Cell, CommandLine, Comparison
 from recbole_bbq.compare.store import (
@@ -314,12 +314,7 @@ class CellRunner:
         )
         record.update(model=cell.label, model_class=cell.model, settings=self.settings)
         if cell.weights_of is not None:
-            source = read_run(run_file(self.comparison.out_dir, cell.weights_of, cell.seed)) or {}
             record[WEIGHTS_OF] = cell.weights_of
-            if is_ok(record):  # the weights' training, for the table's epochs and stop reasons
-                record.update(
-                    epochs_trained=source.get("epochs_trained"), stop_reason=source.get("stop_reason")
-                )
         write_json_atomic(path, per_user_last(record))
         self._say(f"{tag} {_cell_outcome(record)}")
         return record
@@ -361,7 +356,10 @@ def run_cell(model, dataset, seed, config_file_list=None, config_dict=None, weig
             result = run_pipeline(model, dataset, config_file_list, cell_dict, saved=True)
         else:
             evaluation = {key: cell_dict[key] for key in EVALUATION_KEYS if key in cell_dict}
-            result = evaluate_saved_model(source_model_file(*weights_from, seed), evaluation)
+            source = finished_source_run(*weights_from, seed)
+            result = evaluate_saved_model(source["model_file"], evaluation)
+            # The weights' training gives the table's epochs and stop reason.
+            result.update(epochs_trained=source.get("epochs_trained"), stop_reason=source.get("stop_reason"))
         if result is None:
             raise RuntimeError("the run returned no result")
         record.update(_result_fields(result, record["config"].get("valid_metric")))

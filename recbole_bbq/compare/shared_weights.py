@@ -49,8 +49,8 @@ def check_weights_of(comparison, variants):
             )
 
 
-def source_model_file(out_dir, source, seed):
-    """The model file of the stored, finished cell (``source``, ``seed``) of a ``weights_of`` row.
+def finished_source_run(out_dir, source, seed):
+    """The stored record of the finished cell (``source``, ``seed``) of a ``weights_of`` row.
 
     Raises:
         RuntimeError: The cell has not finished, or its model file is gone.
@@ -65,4 +65,4 @@ def source_model_file(out_dir, source, seed):
         raise RuntimeError(
             f"{WEIGHTS_OF} '{source}': the model file {record['model_file']} of {path} is gone"
         )
-    return record["model_file"]
+    return record
