@@ -95,7 +95,8 @@ class BBQRec(GenerativeRecommender):
 
     def s2i_loss(self, sequence, targets):
         if self.s2i_negatives == "all":
-            logits = sequence @ self.item_representations()[1:].T / self.s2i_temperature
+            # Scale the [B, d] sequence side, not the [B, N] logits.
+            logits = (sequence / self.s2i_temperature) @ self.item_representations()[1:].T
             return F.cross_entropy(logits, targets - 1)
         logits = sequence @ self.item_representations(targets).T / self.s2i_temperature
         same_item = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(
@@ -117,11 +118,8 @@ class BBQRec(GenerativeRecommender):
 
     def dense_scores(self, memory, memory_mask):
         """s2i scores of every item ``[B, n_items]``, padding -inf."""
-        scores = (
-            self.sequence_representation(memory, memory_mask)
-            @ self.item_representations().T
-            / self.s2i_temperature
-        )
+        sequence = self.sequence_representation(memory, memory_mask) / self.s2i_temperature
+        scores = sequence @ self.item_representations().T
         scores[:, 0] = float("-inf")
         return scores
 
