@@ -1,12 +1,17 @@
 """Shared fixtures. ``recbole_bbq.compat`` must be imported before anything imports recbole."""
 
 import os
+import shutil
 import socket
 import sys
 
 import recbole_bbq.compat  # noqa: F401  (first: numpy/torchvision fixes)
 
+import numpy as np
 import pytest
+
+from recbole_bbq.data.features import feature_path, write_feature_file
+from recbole_bbq.data.semantic_ids import semantic_id_path, write_semantic_id_file
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TESTS_DIR)
@@ -15,6 +20,15 @@ TEST_DATA = os.path.join(TESTS_DIR, "test_data")
 # there shows what a lone clone sees).
 SHARED_DATA = os.environ.get("RECBOLE_BBQ_SHARED_DATA") or os.path.abspath(
     os.path.join(REPO_DIR, "..", "shared", "data")
+)
+# The item tokens of ``tiny``, its 3-level published-style codes, and the sizes of the random
+# feature vectors that tests give its items.
+TINY_ITEMS = [f"i{i}" for i in range(1, 31)]
+TINY_CODES = np.array([[i % 3, (i // 3) % 4, i // 12] for i in range(30)])
+TINY_FEATURE_SIZES = {"text": 16, "image": 12}
+# The generative backbone (TIGER, BBQRec, ...) at test size.
+SMALL_BACKBONE = dict(
+    d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5
 )
 
 
@@ -41,6 +55,23 @@ def tiny_config(tmp_path, **overrides):
     }
     config.update(overrides)
     return config
+
+
+def copy_tiny_with_features(root, modalities=("text", "image"), published=True):
+    """Copy ``tiny`` into ``root / "tiny"`` with random feature files (seed 0, drawn in the order of
+    ``modalities``) and, with ``published``, :data:`TINY_CODES` as the ``published`` code file.
+
+    Returns:
+        numpy.random.Generator: The generator that drew the features, for further draws.
+    """
+    shutil.copytree(os.path.join(TEST_DATA, "tiny"), root / "tiny")
+    rng = np.random.default_rng(0)
+    for modality in modalities:
+        vectors = rng.normal(size=(len(TINY_ITEMS), TINY_FEATURE_SIZES[modality]))
+        write_feature_file(feature_path(root / "tiny", "tiny", modality), TINY_ITEMS, vectors)
+    if published:
+        write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published"), TINY_ITEMS, TINY_CODES)
+    return rng
 
 
 def free_port():

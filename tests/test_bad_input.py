@@ -77,7 +77,7 @@ from recbole_bbq.trainer import (
 from recbole_bbq.utils import create_dataset
 from recbole_bbq.validation import RQVAE_RULES, RULES, TOKENIZER_RULES
 
-from conftest import TEST_DATA, tiny_config
+from conftest import TEST_DATA, copy_tiny_with_features, tiny_config
 
 # -----------------------------------------------------------------------------------------------
 # Checkpoints (row 1)
@@ -274,7 +274,6 @@ def test_unsupported_other_parameter_is_refused_when_saving():
 # -----------------------------------------------------------------------------------------------
 
 
-ITEMS = [f"i{i}" for i in range(1, 31)]
 SMALL_TOKENIZER = "{'epochs': 2, 'codebook_size': 8, 'latent_dim': 8, 'hidden_dim': 16}"
 
 
@@ -282,11 +281,7 @@ SMALL_TOKENIZER = "{'epochs': 2, 'codebook_size': 8, 'latent_dim': 8, 'hidden_di
 def data_root(tmp_path):
     """A private copy of ``tiny`` plus a 16-d text feature file and a published code file."""
     root = tmp_path / "data"
-    shutil.copytree(os.path.join(TEST_DATA, "tiny"), root / "tiny")
-    rng = np.random.default_rng(0)
-    write_feature_file(feature_path(root / "tiny", "tiny", "text"), ITEMS, rng.normal(size=(30, 16)))
-    codes = np.array([[i % 3, (i // 3) % 4, i // 12] for i in range(30)])
-    write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published"), ITEMS, codes)
+    copy_tiny_with_features(root, modalities=("text",))
     return root
 
 

@@ -1,13 +1,10 @@
 """TIGER and BBQRec: training, full-ranking evaluation, beam search, similarity bias, score modes."""
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
 from recbole_bbq.config import Config
-from recbole_bbq.data.features import feature_path, write_feature_file
 from recbole_bbq.data.semantic_ids import read_semantic_id_file, semantic_id_path, write_semantic_id_file
 from recbole_bbq.errors import ConfigError, DataError
 from recbole_bbq.model.layers import SimilarityBias
@@ -15,26 +12,19 @@ from recbole_bbq.pipeline import prepare_semantic_ids
 from recbole_bbq.quick_start import run_recbole_bbq
 from recbole_bbq.utils import create_dataset, data_preparation, get_model
 
-from conftest import TEST_DATA, tiny_config
+from conftest import SMALL_BACKBONE, TINY_CODES, TINY_ITEMS, copy_tiny_with_features, tiny_config
 
-SMALL_BACKBONE = dict(
-    d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5
-)
 TINY_TOKENIZER = {"epochs": 2, "codebook_size": 8, "latent_dim": 8, "hidden_dim": 16}
-ITEMS = [f"i{i}" for i in range(1, 31)]
+ITEMS = TINY_ITEMS
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
-    """tiny plus a 16-d text feature file and a published-style 3-level code file."""
+    """tiny plus 16-d text and 12-d image vectors and two published-style code files."""
     root = tmp_path_factory.mktemp("data")
-    shutil.copytree(f"{TEST_DATA}/tiny", root / "tiny")
-    rng = np.random.default_rng(0)
-    write_feature_file(feature_path(root / "tiny", "tiny", "text"), ITEMS, rng.normal(size=(30, 16)))
-    write_feature_file(feature_path(root / "tiny", "tiny", "image"), ITEMS, rng.normal(size=(30, 12)))
-    codes = np.array([[i % 3, (i // 3) % 4, i // 12] for i in range(30)])
-    write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published"), ITEMS, codes)
-    write_semantic_id_file(semantic_id_path(root / "tiny", "tiny", "published2"), ITEMS, codes[:, ::-1] % 2)
+    copy_tiny_with_features(root)
+    published2 = semantic_id_path(root / "tiny", "tiny", "published2")
+    write_semantic_id_file(published2, ITEMS, TINY_CODES[:, ::-1] % 2)
     return root
 
 

@@ -17,12 +17,9 @@ from recbole_bbq.quick_start import build_model, load_data_and_model
 from recbole_bbq.recommend import read_histories, topk
 from recbole_bbq.utils import get_trainer
 
-from conftest import TEST_DATA, tiny_config
+from conftest import SMALL_BACKBONE, TEST_DATA, TINY_ITEMS, copy_tiny_with_features, tiny_config
 
-SMALL_BACKBONE = dict(
-    d_model=32, n_layers=1, n_decoder_layers=1, n_heads=2, d_kv=16, d_ff=64, history_length=5
-)
-ITEMS = [f"i{i}" for i in range(1, 31)]
+ITEMS = TINY_ITEMS
 NEW_ITEMS = ["n1", "n2", "n3"]
 
 
@@ -30,10 +27,7 @@ NEW_ITEMS = ["n1", "n2", "n3"]
 def tiny_root(tmp_path_factory):
     """tiny plus 16-d text and 12-d image vectors, and the new items' vectors beside them."""
     root = tmp_path_factory.mktemp("data")
-    shutil.copytree(f"{TEST_DATA}/tiny", root / "tiny")
-    rng = np.random.default_rng(0)
-    write_feature_file(feature_path(root / "tiny", "tiny", "text"), ITEMS, rng.normal(size=(30, 16)))
-    write_feature_file(feature_path(root / "tiny", "tiny", "image"), ITEMS, rng.normal(size=(30, 12)))
+    rng = copy_tiny_with_features(root, published=False)
     write_feature_file(root / "new.text.npz", NEW_ITEMS, rng.normal(size=(3, 16)))
     write_feature_file(root / "new.image.npz", NEW_ITEMS, rng.normal(size=(3, 12)))
     return root
