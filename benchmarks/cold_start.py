@@ -35,6 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from recbole_bbq.data.io import write_text_atomic  # noqa: E402
+
 from _bench import ensure_dataset  # noqa: E402
 
 MODELS = ("BBQRec", "TIGER", "MMTIGER", "UniSRec", "SASRec")
@@ -75,6 +77,11 @@ def without_items(rows, held_out):
     return kept
 
 
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_split(path, header, rows):
     with open(path, "w", encoding="utf-8") as out:
         out.write(header + "\n")
@@ -93,7 +100,7 @@ def make_cold_dataset(data_path, dataset, fraction, seed):
     target = os.path.join(data_path, name)
     held_file = os.path.join(target, "held_out_items.json")
     if os.path.isfile(held_file):
-        saved = json.load(open(held_file))
+        saved = read_json(held_file)
         if saved["fraction"] != fraction or saved["split_seed"] != seed:
             raise SystemExit(f"error: {target} holds another split ({saved}); move it away first")
         return name, saved["items"]
@@ -176,9 +183,7 @@ def evaluate_cell(record, cold_folder, groups, out_path):
                 model.score_mode = mode
             rows[label] = {group: group_metrics(model, dataset, users) for group, users in groups.items()}
     result = {"model": record["model"], "seed": record["seed"], "items_added": added, "rows": rows}
-    with open(out_path + ".tmp", "w") as out:
-        json.dump(result, out, indent=1)
-    os.replace(out_path + ".tmp", out_path)
+    write_text_atomic(out_path, json.dumps(result, indent=1))
     return result
 
 
@@ -277,7 +282,7 @@ def main(argv=None):
         for model in models:
             record = run_comparison([model], name, [seed], **shared)["runs"][model, seed]
             path = os.path.join(out_dir, f"{model}-seed{seed}.json")
-            stored = json.load(open(path)) if os.path.isfile(path) else {}
+            stored = read_json(path) if os.path.isfile(path) else {}
             if "rows" in stored:
                 results.append(stored)
             elif record and record.get("status") == "ok":
@@ -288,8 +293,7 @@ def main(argv=None):
         f"Held out: {len(held_out)} items ({args.fraction:.0%}, split seed {args.split_seed}); "
         f"test users: {len(groups['cold'])} cold (target held out), {len(groups['warm'])} warm.\n\n"
     )
-    with open(os.path.join(args.results_dir, "cold_start.md"), "w") as out:
-        out.write(header + table + "\n")
+    write_text_atomic(os.path.join(args.results_dir, "cold_start.md"), header + table + "\n")
     print(header + table)
 
 
