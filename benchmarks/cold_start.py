@@ -47,6 +47,11 @@ CUTOFF = 10
 LEARNED_ID_ROWS = ("BBQRec",)
 # Their added items' learned rows (add_items id_rows) -> suffix of the table row's label.
 ID_ROWS = {"zero": "", "mean": ", z_ID mean", "nearest": ", z_ID nearest"}
+# score_mode interpolate is scored at these fusion weights: BBQRec's default (chosen on valid) and
+# the earlier default.
+INTERPOLATE_WEIGHTS = (0.3, 1.0)
+# Bumped when the rows evaluate_cell writes change: stored cells of another version are redone.
+EVALUATION_VERSION = 2
 
 
 def read_split(path):
@@ -156,14 +161,16 @@ def ranking_metrics(recommendations, targets):
 def evaluate_cell(record, cold_folder, groups, out_path):
     """Add the held-out items to the cell's model (when it can take them) and score both groups.
 
-    A model with score modes (BBQRec) is scored in every mode, from the same trained weights:
-    the mode decides whether items outside the beam, as the added items are at first, can rank.
+    A model with score modes (BBQRec) is scored in every mode (``interpolate`` at each of
+    :data:`INTERPOLATE_WEIGHTS`), from the same trained weights: the mode decides whether items
+    outside the beam, as the added items are at first, can rank.
     BBQRec is scored three times: added items with zero z_ID rows (the default), with the mean
     of the trained rows, and with the row of the trained item with the closest feature vectors.
 
     Returns:
-        dict: ``model``, ``seed``, ``items_added`` and ``rows``: table row label (``BBQRec
-        (dense)``, ``TIGER``, ...) -> ``{"cold": metrics, "warm": metrics}``.
+        dict: ``version`` (:data:`EVALUATION_VERSION`), ``model``, ``seed``, ``items_added`` and
+        ``rows``: table row label (``BBQRec (dense)``, ``TIGER``, ...) -> ``{"cold": metrics,
+        "warm": metrics}``.
     """
     from recbole_bbq.errors import ConfigError
     from recbole_bbq.quick_start import load_data_and_model
@@ -177,12 +184,18 @@ def evaluate_cell(record, cold_folder, groups, out_path):
             _, model, dataset, *_ = load_data_and_model(record["model_file"])
             added = False
         suffix = ID_ROWS[id_rows]
-        for mode in score_modes(model):
+        for mode, settings in score_modes(model):
             label = record["model"] if mode is None else f"{record['model']} ({mode}{suffix})"
-            if mode is not None:
-                model.score_mode = mode
+            for key, value in settings.items():
+                setattr(model, key, value)
             rows[label] = {group: group_metrics(model, dataset, users) for group, users in groups.items()}
-    result = {"model": record["model"], "seed": record["seed"], "items_added": added, "rows": rows}
+    result = {
+        "version": EVALUATION_VERSION,
+        "model": record["model"],
+        "seed": record["seed"],
+        "items_added": added,
+        "rows": rows,
+    }
     write_text_atomic(out_path, json.dumps(result, indent=1))
     return result
 
@@ -199,12 +212,16 @@ def _with_held_out_items(model_file, features, id_rows):
 
 
 def score_modes(model):
-    """The score modes to evaluate: every one of a model that has them, else ``[None]``."""
+    """``(label, model attributes)`` of each way to score ``model``: every score mode of a model
+    that has them (``interpolate`` at each of :data:`INTERPOLATE_WEIGHTS`), else ``(None, {})``."""
     if not hasattr(model, "score_mode"):
-        return [None]
+        return [(None, {})]
     from recbole_bbq.model.sequential_recommender.bbqrec import SCORE_MODES
 
-    return list(SCORE_MODES)
+    modes = [(mode, {"score_mode": mode}) for mode in SCORE_MODES if mode != "interpolate"]
+    for weight in INTERPOLATE_WEIGHTS:
+        modes.append((f"interpolate {weight:g}", {"score_mode": "interpolate", "fusion_weight": weight}))
+    return modes
 
 
 def group_metrics(model, dataset, rows):
@@ -283,7 +300,7 @@ def main(argv=None):
             record = run_comparison([model], name, [seed], **shared)["runs"][model, seed]
             path = os.path.join(out_dir, f"{model}-seed{seed}.json")
             stored = read_json(path) if os.path.isfile(path) else {}
-            if "rows" in stored:
+            if stored.get("version") == EVALUATION_VERSION:
                 results.append(stored)
             elif record and record.get("status") == "ok":
                 results.append(evaluate_cell(record, os.path.join(args.data_path, name), groups, path))

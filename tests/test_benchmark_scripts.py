@@ -111,15 +111,14 @@ def test_cold_start_benchmark_adds_held_out_items_to_trained_models(tmp_path, sc
         f"checkpoint_dir: {tmp_path / 'saved'}\n"
     )
     results = tmp_path / "results"
-    cold_start.main(
-        [
-            f"--data_path={data_path}",
-            f"--results_dir={results}",
-            "--models=BBQRec,TIGER,SASRec",
-            "--seeds=1",
-            f"--config_files={tiny}",
-        ]
-    )
+    arguments = [
+        f"--data_path={data_path}",
+        f"--results_dir={results}",
+        "--models=BBQRec,TIGER,SASRec",
+        "--seeds=1",
+        f"--config_files={tiny}",
+    ]
+    cold_start.main(arguments)
     held = json.loads((data_path / "Scientific-cold" / "held_out_items.json").read_text())["items"]
     train = (data_path / "Scientific-cold" / "Scientific-cold.train.inter").read_text()
     assert held and not set(held) & set(train.split())
@@ -129,13 +128,18 @@ def test_cold_start_benchmark_adds_held_out_items_to_trained_models(tmp_path, sc
     assert not records["SASRec"]["items_added"]
     assert records["SASRec"]["rows"]["SASRec"]["cold"]["recall@10"] == 0.0  # the floor
     bbqrec = records["BBQRec"]["rows"]
-    modes = ("beam", "dense", "fused", "interpolate")
+    modes = ("beam", "dense", "fused", "interpolate 0.3", "interpolate 1")
     assert list(bbqrec) == [
         f"BBQRec ({m}{suffix})" for suffix in ("", ", z_ID mean", ", z_ID nearest") for m in modes
     ]
     assert bbqrec["BBQRec (dense)"]["cold"]["users"] > 0 and bbqrec["BBQRec (dense)"]["warm"]["users"] > 0
     table = (results / "cold_start.md").read_text()
     assert "| BBQRec (dense) | 1 |" in table and "| TIGER | 1 |" in table
+    # A cell evaluated by an earlier version of the rows is evaluated again; the training is reused.
+    stale = out / "TIGER-seed1.json"
+    stale.write_text(json.dumps({**records["TIGER"], "version": 1, "rows": {}}))
+    cold_start.main(arguments)
+    assert json.loads(stale.read_text())["rows"] == records["TIGER"]["rows"]
 
 
 def test_valid_test_gap_splits_the_drop_by_target_popularity(tmp_path, monkeypatch):
