@@ -46,6 +46,10 @@ class CompatTrainerMixin:
     * ``max_train_seconds`` (config key, default none): stop training before the next epoch
       once this much wall time has passed since :meth:`fit` started and at least one
       validation has run; the best checkpoint so far is kept, as with early stopping.
+    * Stops (as early stopping) once a validation has seen the weights with the learning rate
+      at 0, e.g. a cosine held at its floor past ``lr_schedule_epochs``: no later epoch can change
+      them, and RecBole's patience, which counts an equal score as an improvement, would never
+      end a run whose best validation is that one.
     * The optimisation recipe: RecBole's ``learner``, ``weight_decay`` and ``clip_grad_norm``, plus
       ``lr_scheduler`` (constant, cosine or inverse_sqrt), ``warmup`` and ``min_lr_ratio``
       (:mod:`recbole_bbq.schedule`), stepped after every optimizer step.
@@ -113,14 +117,15 @@ class CompatTrainerMixin:
         try:
             super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
             self.stop_reason = STOP_EARLY if self.cur_step > self.stopping_step else STOP_EPOCHS
-        except _TrainingBudgetSpent as budget:
-            self.logger.info(str(budget))
-            self.stop_reason = STOP_BUDGET
+        except _TrainingStopped as stop:
+            self.logger.info(str(stop))
+            self.stop_reason = stop.reason
         self._save_train_state(self._epoch, finished=True)
         return self.best_valid_score, self.best_valid_result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
         self._check_time_budget(epoch_idx)
+        self._check_learning_rate(epoch_idx)
         self._epoch = epoch_idx
         dtype = AMP_DTYPES[self._mixed_precision]
         if dtype is None:
@@ -165,9 +170,21 @@ class CompatTrainerMixin:
         if not self.config["single_spec"]:
             spent = self._rank0_value(spent)  # every rank stops at the same epoch
         if spent:
-            raise _TrainingBudgetSpent(
+            raise _TrainingStopped(
+                STOP_BUDGET,
                 f"max_train_seconds={budget} reached after {elapsed:.0f} s: stopping before epoch "
-                f"{epoch_idx} and keeping the best checkpoint (valid {self.best_valid_score:.4f})"
+                f"{epoch_idx} and keeping the best checkpoint (valid {self.best_valid_score:.4f})",
+            )
+
+    def _check_learning_rate(self, epoch_idx):
+        """Stop when the last validation saw the weights that every later step leaves unchanged."""
+        frozen = all(group["lr"] == 0.0 for group in self.optimizer.param_groups)
+        if frozen and self.valid_curve and self.valid_curve[-1]["learning_rate"] == 0.0:
+            raise _TrainingStopped(
+                STOP_EARLY,
+                f"the learning rate is 0 since the validation after epoch {self.valid_curve[-1]['epoch']}: "
+                f"stopping before epoch {epoch_idx}, keeping the best checkpoint "
+                f"(valid {self.best_valid_score:.4f})",
             )
 
     # ---------------------------------------------------------------------------------------
@@ -310,8 +327,13 @@ def _plain_loss(loss):
     return None if loss is None else float(sum(loss) if isinstance(loss, tuple) else loss)
 
 
-class _TrainingBudgetSpent(Exception):
-    """Raised inside :meth:`CompatTrainerMixin.fit` when ``max_train_seconds`` is spent."""
+class _TrainingStopped(Exception):
+    """Raised inside :meth:`CompatTrainerMixin.fit` to end training before an epoch, with the
+    run's stop reason: ``max_train_seconds`` is spent, or the learning rate stays at 0."""
+
+    def __init__(self, reason, message):
+        super().__init__(message)
+        self.reason = reason
 
 
 @functools.cache
