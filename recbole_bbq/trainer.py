@@ -182,8 +182,8 @@ class CompatTrainerMixin:
         if frozen and self.valid_curve and self.valid_curve[-1]["learning_rate"] == 0.0:
             raise _TrainingStopped(
                 STOP_EARLY,
-                f"the learning rate is 0 since the validation after epoch {self.valid_curve[-1]['epoch']}: "
-                f"stopping before epoch {epoch_idx}, keeping the best checkpoint "
+                f"the learning rate is 0, so the weights of the last validation cannot change: "
+                f"stopping after {epoch_idx} epochs, keeping the best checkpoint "
                 f"(valid {self.best_valid_score:.4f})",
             )
 
