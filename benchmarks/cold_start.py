@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from recbole_bbq.compare.store import read_run, write_json_atomic  # noqa: E402
 from recbole_bbq.data.io import write_text_atomic  # noqa: E402
 
 from _bench import ensure_dataset  # noqa: E402
@@ -82,11 +83,6 @@ def without_items(rows, held_out):
     return kept
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def write_split(path, header, rows):
     with open(path, "w", encoding="utf-8") as out:
         out.write(header + "\n")
@@ -105,7 +101,9 @@ def make_cold_dataset(data_path, dataset, fraction, seed):
     target = os.path.join(data_path, name)
     held_file = os.path.join(target, "held_out_items.json")
     if os.path.isfile(held_file):
-        saved = read_json(held_file)
+        saved = read_run(held_file)
+        if saved is None:
+            raise SystemExit(f"error: {held_file} is unreadable; move {target} away first")
         if saved["fraction"] != fraction or saved["split_seed"] != seed:
             raise SystemExit(f"error: {target} holds another split ({saved}); move it away first")
         return name, saved["items"]
@@ -196,7 +194,7 @@ def evaluate_cell(record, cold_folder, groups, out_path):
         "items_added": added,
         "rows": rows,
     }
-    write_text_atomic(out_path, json.dumps(result, indent=1))
+    write_json_atomic(out_path, result)
     return result
 
 
@@ -299,7 +297,7 @@ def main(argv=None):
         for model in models:
             record = run_comparison([model], name, [seed], **shared)["runs"][model, seed]
             path = os.path.join(out_dir, f"{model}-seed{seed}.json")
-            stored = read_json(path) if os.path.isfile(path) else {}
+            stored = read_run(path) or {}
             if stored.get("version") == EVALUATION_VERSION:
                 results.append(stored)
             elif record and record.get("status") == "ok":
