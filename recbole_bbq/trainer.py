@@ -101,13 +101,22 @@ class CompatTrainerMixin:
     ):
         """RecBole's ``fit`` with the optimisation recipe, a wall-time budget, a recorded valid
         curve and resumable state (see the class docstring)."""
+        try:
+            self._fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            # RecBole never closes its SummaryWriter, whose thread then flushes into a folder
+            # that may be gone (a test's temp dir); a later add_scalar reopens it.
+            self.tensorboard.close()
+        return self.best_valid_score, self.best_valid_result
+
+    def _fit(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
         self._fit_started = time.monotonic()
         self.valid_curve, self.stop_reason = [], None
         self._build_lr_scheduler(len(train_data))
         self._train_data = train_data
         if self._resume_train_state():
             if self.stop_reason:  # the run had finished before it was cut short
-                return self.best_valid_score, self.best_valid_result
+                return
 
         def after_validation(epoch_idx, valid_score):
             self._save_train_state(epoch_idx)
@@ -121,7 +130,6 @@ class CompatTrainerMixin:
             self.logger.info(str(stop))
             self.stop_reason = stop.reason
         self._save_train_state(self._epoch, finished=True)
-        return self.best_valid_score, self.best_valid_result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
         self._check_time_budget(epoch_idx)

@@ -162,6 +162,7 @@ def test_valid_curve_and_stop_reasons(tmp_path):
     trainer, train, valid, _ = sasrec_trainer(tmp_path, epochs=2)
     trainer.fit(train, valid, saved=True, show_progress=False)
     assert trainer.stop_reason == STOP_EPOCHS
+    assert trainer.tensorboard.all_writers is None  # closed: no flush thread outlives the run
     assert [p["epoch"] for p in trainer.valid_curve] == [1, 2] and trainer.epochs_trained == 2
     assert set(trainer.valid_curve[0]) >= {
         "valid_score",
