@@ -13,10 +13,10 @@ TUNED=results/scientific-tuned-cpu
 ABLATIONS=results/scientific-ablations-cpu
 SEEDS=2020,2021,2022
 # The ablation rows (benchmarks/configs/scientific_ablations_tuned.yaml) in two halves, one per
-# core. The ranking rows only evaluate BBQRec's weights, so they go with BBQRec and the four
+# core. The ranking rows only evaluate BBQRec's weights, so they go with BBQRec and the five
 # training rows that use its tokenizer; the other half has the four rows that fit a tokenizer.
 # Both halves list BBQRec, the row every other is tested against (its cells are reused).
-FIRST_ROWS=BBQRec,BBQRec-beam,BBQRec-dense,BBQRec-fused,BBQRec-interpolate,BBQRec-no_s2i,BBQRec-no_sim,BBQRec-codes,BBQRec-buckets16
+FIRST_ROWS=BBQRec,BBQRec-beam,BBQRec-dense,BBQRec-fused,BBQRec-interpolate,BBQRec-no_s2i,BBQRec-s2i_batch,BBQRec-no_sim,BBQRec-codes,BBQRec-buckets16
 SECOND_ROWS=BBQRec,BBQRec-no_club,BBQRec-no_align,BBQRec-align_x3,BBQRec-mi_x3
 
 # Runs "$@ --model=A" and "$@ --model=B" side by side.
