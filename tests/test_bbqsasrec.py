@@ -169,7 +169,8 @@ def test_missing_artifact_is_a_config_error(tmp_path, artifact):
 
 @pytest.mark.parametrize("source", ["cosine", "codes"])
 def test_bbqrec_and_bbqsasrec_build_identical_buckets_from_one_artifact(tmp_path, artifact, source):
-    config = bbq_config(tmp_path, artifact, sim_source=source, n_heads=2)
+    # The same sim_buckets for both (their YAML defaults differ: BBQRec 16, chosen on valid; BBQSASRec 8).
+    config = bbq_config(tmp_path, artifact, sim_source=source, n_heads=2, sim_buckets=8)
     sasrec_bias = build("BBQSASRec", config)[0].similarity_bias
     bbqrec_bias = build("BBQRec", {**config, "d_model": 32, "d_kv": 16, "d_ff": 64})[0].similarity_bias
     item_seq, _ = sample_batch(31)
